@@ -1,0 +1,106 @@
+"""The contract between the harness and a GAN variant.
+
+The harness owns the loop, optimisers, D:G schedule, seeds, device and budget. A variant owns its
+math: which networks it builds from the shared backbone, its D and G objectives (given the nets
+and both batches, so relativistic and pairwise critics fit), and anything it does to the real
+stream. A variant never calls ``backward()``, ``optimizer.step()``, ``torch.manual_seed`` or
+``.cuda()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from gbench.errors import GbenchError
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """Base for a variant's settings; subclass it with documented, typed fields."""
+
+
+@dataclass
+class Nets:
+    """The two players of one trial, as built by the variant."""
+
+    generator: nn.Module  # z ~ N(0, I) of shape (N, z_dim) -> x
+    critic: nn.Module  # whatever the variant's losses call (a discriminator, a pairwise critic...)
+
+
+class Variant(ABC):
+    """A GAN variant. Subclass, set ``name``/``paper``/``Config``, implement the two losses."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type[VariantConfig]] = VariantConfig
+
+    def __init__(self, config: VariantConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    # -- structure ------------------------------------------------------------------------
+    def build_generator(self, backbone: Any) -> nn.Module:
+        """The generator; by default the backbone's."""
+        return backbone.generator()
+
+    def build_critic(self, backbone: Any) -> nn.Module:
+        """The critic the losses use; by default the backbone's discriminator (x -> logits (N,))."""
+        return backbone.discriminator()
+
+    # -- the real-data stream -----------------------------------------------------------------
+    def perturb_real(self, x_real: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """Transform each real batch before both players see it (identity unless overridden)."""
+        return x_real
+
+    def training_law(self, dataset: Any) -> Any:
+        """The law of the stream this variant trains on, for exact divergences on toys."""
+        return dataset
+
+    target_jsd: float | None = None  # a target JSD(p, p_g) in bits, if the variant controls one
+
+    # -- objectives (scalars to minimise) ------------------------------------------------------
+    @abstractmethod
+    def d_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """The critic's loss; ``x_fake`` is already detached from G."""
+
+    @abstractmethod
+    def g_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """The generator's loss; gets a real batch too (relativistic and pairwise critics need it)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The variant's settings, for results and reports."""
+        return {"variant": self.name, **config_dict(self.config)}
+
+
+def config_dict(config: VariantConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def make_config(cls: type[VariantConfig], overrides: Mapping[str, Any], where: str) -> VariantConfig:
+    """Build ``cls`` from ``overrides``; unknown keys and wrong types are errors that say ``where``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in overrides.items():
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise GbenchError(f"{where}: unknown key {key!r} (known: {known})")
+        default = fields[key].default
+        if default is not dataclasses.MISSING and default is not None and not _same_kind(default, value):
+            raise GbenchError(f"{where}: {key!r} should be {type(default).__name__}, got {value!r}")
+    values = {k: (float(v) if isinstance(fields[k].default, float) else v) for k, v in overrides.items()}
+    try:
+        config = cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise GbenchError(f"{where}: {exc}") from None
+    return config
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))

@@ -1,0 +1,1 @@
+"""gbench's built-in benchmark suites (TOML files beside this one)."""
