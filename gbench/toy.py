@@ -19,7 +19,7 @@ from gbench.hookspecs import hookimpl
 LOG_2PI = math.log(2 * math.pi)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ToyMixture:
     """Isotropic 2-D Gaussian mixture: sum_k w_k N(mean_k, sigma_k^2 I)."""
 

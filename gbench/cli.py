@@ -1,0 +1,176 @@
+"""The ``gbench`` command line: a thin layer over the library."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from tabulate import tabulate
+
+from gbench import __version__
+from gbench.errors import GbenchError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class UserError(click.ClickException):
+    """Bad input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GbenchError as exc:
+            raise UserError(str(exc)) from None
+
+
+def _csv(kind: type) -> Any:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list | None:
+        if value is None:
+            return None
+        try:
+            return [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
+
+    return parse
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="gbench")
+def cli() -> None:
+    """Benchmark GAN variants under identical compute budgets."""
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run directory [runs/SUITE-TIME].")
+@click.option("--variants", callback=_csv(str), help="Only these variants (names or labels), comma-separated.")
+@click.option("--seeds", callback=_csv(int), help="Use these seeds instead of the suite's, e.g. 0,1,2.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished trials.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
+        resume: bool, quiet: bool) -> None:
+    """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table."""
+    from gbench.report import render
+    from gbench.results import load_results
+    from gbench.runner import run_suite
+    from gbench.suite import load_suite
+
+    if seeds is not None and (not seeds or any(s < 0 for s in seeds)):
+        raise GbenchError("--seeds must list non-negative integers")
+    loaded = load_suite(suite).select(variants, seeds)
+    if resume and out is None:
+        raise GbenchError("--resume needs --out DIR (the run to continue)")
+    out = out or Path("runs") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_suite(loaded, out, device=device, resume=resume, quiet=quiet)
+    if not quiet:
+        manifest, results = load_results(out)
+        click.echo(render(manifest, results, "github"))
+        click.echo(f"\nresults: {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["github", "plain", "latex", "json"]), default="github",
+              show_default=True)
+def report(run_dir: Path, fmt: str) -> None:
+    """Tables of a run: mean and 95% CI over seeds, one row per variant."""
+    from gbench.report import render
+    from gbench.results import load_results
+
+    manifest, results = load_results(run_dir)
+    if not results:
+        raise GbenchError(f"{run_dir}: no trial results yet")
+    click.echo(render(manifest, results, fmt))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def variants(as_json: bool) -> None:
+    """The registered GAN variants, their papers and settings."""
+    from gbench.plugins import get_plugins
+    from gbench.variant import config_dict
+
+    rows = [{"name": e.name, "plugin": e.plugin, "paper": e.obj.paper, "config": config_dict(e.obj.Config())}
+            for e in get_plugins().variants]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = [[r["name"], r["plugin"], ", ".join(f"{k}={v}" for k, v in r["config"].items()), r["paper"]]
+             for r in rows]
+    click.echo(tabulate(table, ["variant", "plugin", "settings (defaults)", "paper"]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Loaded plugins, where they come from, their hooks, and any that failed."""
+    from gbench.plugins import get_plugins
+
+    rows = [{"name": p.name, "source": p.source, "hooks": p.hooks, "error": p.error} for p in get_plugins().info]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [[r["name"], r["source"], ", ".join(r["hooks"]), r["error"] or "ok"] for r in rows]
+    click.echo(tabulate(table, ["plugin", "source", "hooks", "status"]))
+
+
+@cli.command()
+def suites() -> None:
+    """The built-in suites."""
+    from gbench.suite import builtin_suites, load_suite
+
+    table = []
+    for name, path in sorted(builtin_suites().items()):
+        s = load_suite(str(path))
+        table.append([name, len(s.variants), len(s.seeds), s.dataset.label, s.budget.g_steps, s.description])
+    click.echo(tabulate(table, ["suite", "variants", "seeds", "dataset", "G steps", "description"]))
+
+
+@cli.command()
+@click.argument("dataset")
+@click.argument("samples", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--seed", default=2024, show_default=True, help="Seed of the estimators' resampling.")
+def score(dataset: str, samples: Path, as_json: bool, seed: int) -> None:
+    """Score externally produced SAMPLES.npy (N x 2) against a toy DATASET."""
+    from gbench.plugins import get_plugins
+    from gbench.trial import metrics_for, score as score_samples
+
+    law = get_plugins().datasets.get(dataset)()
+    x = _load_samples(samples, law.data_shape)
+    values = score_samples(x, law, seed=seed)
+    protocol = {"dataset": dataset, "samples": len(x), "seed": seed, "file": str(samples),
+                "metrics": {m.name: m.protocol() for m in metrics_for(law)}}
+    if as_json:
+        click.echo(json.dumps({"metrics": values, "protocol": protocol}, indent=2, default=str))
+    else:
+        click.echo(tabulate(sorted(values.items()), ["metric", "value"], floatfmt=".4f"))
+        click.echo(f"\n{len(x)} samples from {samples} against {dataset}, seed {seed}")
+
+
+def _load_samples(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise GbenchError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise GbenchError(f"{path}: not a readable .npy array ({exc})") from None
+    if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape) or len(x) == 0:
+        want = "N x " + " x ".join(map(str, shape))
+        raise GbenchError(f"{path}: expected an array of shape {want}, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise GbenchError(f"{path}: samples must be finite numbers")
+    return x.astype(np.float64)
+
+
+def main() -> None:
+    cli(prog_name="gbench")

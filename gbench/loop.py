@@ -1,0 +1,103 @@
+"""The one training loop. Every variant trains here, under the same budget.
+
+Each generator step is preceded by ``d_steps_per_g_step`` critic steps (Goodfellow et al. 2014,
+Algorithm 1). The variant supplies the objectives; the harness does everything else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from gbench.budget import Meter
+from gbench.suite import Budget
+from gbench.variant import Nets, Variant
+
+
+class BatchStream:
+    """Minibatches of a fixed training set, reshuffled each epoch with the trial's data RNG."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, rng: torch.Generator) -> None:
+        self.data, self.batch_size, self.rng = data, batch_size, rng
+        self._order = torch.empty(0, dtype=torch.long, device=data.device)
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = torch.randperm(len(self.data), generator=self.rng, device=self.data.device)
+            self._pos = 0
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.data[idx]
+
+
+@dataclass
+class Outcome:
+    diverged_at: int | None = None  # the first G step whose losses were not finite
+    loss_curve: list[dict] = field(default_factory=list)  # mean losses per logging window
+
+
+def train(
+    variant: Variant,
+    nets: Nets,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    data: BatchStream,
+    latent: Callable[[], torch.Tensor],
+    variant_rng: torch.Generator,
+    budget: Budget,
+    meter: Meter,
+    checkpoint: Callable[[int], None],
+    checkpoint_steps: set[int],
+    log_every: int = 100,
+) -> Outcome:
+    """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``."""
+    G, used = nets.generator, meter.consumed
+    outcome, losses = Outcome(), []
+    meter.resume()
+    for step in range(1, budget.g_steps + 1):
+        # (1) critic: minimise the variant's D objective on real and detached fake batches
+        for _ in range(budget.d_steps_per_g_step):
+            x_real = variant.perturb_real(data.next(), variant_rng)
+            with torch.no_grad():
+                x_fake = G(latent())
+            loss_d = variant.d_loss(nets, x_real, x_fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+        # (2) generator: minimise the variant's G objective (a fresh real batch, for relativistic critics)
+        x_real = variant.perturb_real(data.next(), variant_rng)
+        x_fake = G(latent())
+        loss_g = variant.g_loss(nets, x_real, x_fake)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        used.g_steps, used.d_steps = step, step * budget.d_steps_per_g_step
+        losses.append(torch.stack((loss_d.detach(), loss_g.detach())))
+        last = step == budget.g_steps
+        if len(losses) == log_every or last or step in checkpoint_steps:
+            window = torch.stack(losses).cpu()
+            losses = []
+            finite = torch.isfinite(window).all(1)
+            if not finite.all():
+                outcome.diverged_at = step - len(window) + int((~finite).nonzero()[0])
+                used.stopped_by = "diverged"
+                break
+            d_mean, g_mean = window.mean(0).tolist()
+            outcome.loss_curve.append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
+        if step in checkpoint_steps:
+            meter.pause()
+            checkpoint(step)
+            meter.resume()
+        if budget.max_device_seconds and meter.device_seconds() >= budget.max_device_seconds:
+            used.stopped_by = "max_device_seconds"
+            break
+    meter.pause()
+    used.stopped_by = used.stopped_by or "g_steps"
+    batch = budget.batch_size
+    used.d_real_images = used.d_fake_images = used.d_steps * batch
+    used.g_images = used.g_steps * batch
+    return outcome

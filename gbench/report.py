@@ -1,0 +1,138 @@
+"""Tables from result files: mean and 95% confidence interval over seeds, one row per variant.
+
+``report`` only reads results; it never recomputes a number.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+from scipy import stats
+from tabulate import tabulate
+
+FORMATS = ("github", "plain", "latex", "json")
+
+# (result key, column title, decimals); metrics absent from every result are left out.
+METRIC_COLUMNS = (
+    ("modes", "modes", 2),
+    ("hq_percent", "HQ %", 1),
+    ("reverse_kl", "rev. KL", 3),
+    ("jsd_bits", "JSD (bits)", 3),
+)
+BUDGET_COLUMNS = (("g_steps", "G steps", 0), ("device_seconds", "device-s", 1))
+
+
+def mean_ci(values: Iterable[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean with a Student-t confidence interval over seeds (no interval for fewer than 2 values)."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(x)}
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per variant label, in the order the results first name them."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[r.get("label", r.get("trial_id", "?"))].append(r)
+    rows = []
+    for label, group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
+        keys = sorted({k for r in ok for k in r.get("metrics", {})})
+        rows.append({
+            "label": label,
+            "variant": group[0].get("variant"),
+            "trials": len(group),
+            "ok": len(ok),
+            "diverged": sum(r["status"] == "diverged" for r in group),
+            "failed": sum(r["status"] == "failed" for r in group),
+            "seeds": sorted(r.get("seed") for r in group),
+            "metrics": {k: mean_ci(r["metrics"].get(k) for r in ok) for k in keys},
+            "consumed": {k: mean_ci(r["consumed"].get(k) for r in group if r.get("consumed"))
+                         for k, _, _ in BUDGET_COLUMNS},
+            "target": _target_summary(group, ok),
+        })
+    return rows
+
+
+def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any] | None:
+    targets = [r["target"] for r in group if r.get("target")]
+    if not targets:
+        return None
+    delta = targets[0]["jsd"]
+    achieved = mean_ci(r["metrics"].get("jsd_bits") for r in ok)
+    p_pdelta = mean_ci(t.get("jsd_p_pdelta") for t in targets)
+    if achieved["mean"] is None:
+        verdict = "no result"
+    elif achieved["ci_high"] is None:
+        verdict = "yes" if achieved["mean"] <= delta else "no"
+    elif achieved["ci_high"] <= delta:
+        verdict = "yes"
+    elif achieved["ci_low"] > delta:
+        verdict = "no"
+    else:
+        verdict = "unclear"
+    return {"delta": delta, "jsd_p_pdelta": p_pdelta, "achieved": achieved, "within_target": verdict}
+
+
+def _fmt(s: dict[str, Any], decimals: int) -> str:
+    if s["mean"] is None:
+        return "-"
+    if s["ci_low"] is None:
+        return f"{s['mean']:.{decimals}f}"
+    return f"{s['mean']:.{decimals}f} ± {(s['ci_high'] - s['ci_low']) / 2:.{decimals}f}"
+
+
+def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github") -> str:
+    rows = summarise(results)
+    if fmt == "json":
+        return json.dumps({"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"),
+                           "protocol": _protocol(results), "variants": rows}, indent=2, sort_keys=True)
+    tablefmt = {"github": "github", "plain": "simple", "latex": "latex_booktabs"}[fmt]
+    present = [c for c in METRIC_COLUMNS if any(c[0] in r["metrics"] for r in rows)]
+    headers = ["variant", "ok/trials"] + [t for _, t, _ in present] + [t for _, t, _ in BUDGET_COLUMNS]
+    table = [
+        [r["label"], f"{r['ok']}/{r['trials']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+         + (f" ({r['failed']} failed)" if r["failed"] else "")]
+        + [_fmt(r["metrics"][k], d) if k in r["metrics"] else "-" for k, _, d in present]
+        + [_fmt(r["consumed"][k], d) for k, _, d in BUDGET_COLUMNS]
+        for r in rows
+    ]
+    parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
+    delta_rows = [r for r in rows if r["target"]]
+    if delta_rows:
+        dheaders = ["variant", "target δ (bits)", "JSD(p, p_δ)", "achieved JSD(p, p_g)", "within target"]
+        dtable = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3),
+                   _fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
+        parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
+    parts.append(_footnote(fmt))
+    return "\n\n".join(parts)
+
+
+def _protocol(results: list[dict[str, Any]]) -> dict[str, Any]:
+    first = next((r for r in results if r.get("protocol")), {})
+    return {"protocol": first.get("protocol"), "budget": first.get("budget"), "dataset": first.get("dataset")}
+
+
+def _title(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str) -> str:
+    p = _protocol(results)
+    budget, proto = p["budget"] or {}, p["protocol"] or {}
+    text = (f"suite {manifest.get('suite')} (hash {manifest.get('suite_hash')}): reference {proto.get('reference')}, "
+            f"{proto.get('eval_samples')} samples per evaluation, budget {budget.get('g_steps')} G steps x "
+            f"{budget.get('d_steps_per_g_step')} D steps, batch {budget.get('batch_size')}")
+    return f"% {text}" if fmt == "latex" else text
+
+
+def _footnote(fmt: str) -> str:
+    text = ("mean ± half-width of the 95% t-interval over seeds. modes: components with a sample within 3σ; "
+            "HQ %: samples within 3σ of their component; rev. KL: KL(assignment histogram ‖ mixture weights), "
+            "nats; JSD: against the exact data density, bits (KDE estimate; biased upward at small n). "
+            "within target: yes if the 95% interval of the achieved JSD lies below δ, no if above, else unclear.")
+    return f"% {text}" if fmt == "latex" else text

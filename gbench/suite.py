@@ -1,0 +1,259 @@
+"""Suites: TOML files that say what to train, on what, for how long, and how to score it.
+
+Every table is parsed into a frozen dataclass; an unknown key is an error that names the key and
+the file. See ``suites/smoke.toml`` for a commented example.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from gbench.errors import GbenchError
+from gbench.plugins import get_plugins
+from gbench.variant import make_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Identical for every variant of a suite."""
+
+    g_steps: int = 1000  # generator updates
+    d_steps_per_g_step: int = 1  # critic updates before each generator update
+    batch_size: int = 128  # real and fake images per update
+    max_device_seconds: float = 0.0  # optional cap on training time (CPU: process time; GPU: synced); 0 = none
+
+
+@dataclass(frozen=True)
+class Optim:
+    """Adam for both players (harness-owned)."""
+
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The shared backbone (MLP for toys)."""
+
+    z_dim: int = 2
+    g_hidden: int = 128
+    d_hidden: int = 128
+    depth: int = 3
+    spectral_norm: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str = ""  # a registered dataset; or give `mixture`
+    mixture: tuple[tuple[str, float], ...] = ()  # ((name, weight), ...): train on sum_l a_l p_l
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset factory
+    reference: str = ""  # score against this registered dataset instead of the training law
+    train_size: int = 50_000  # a fixed training set, drawn once with `seed` (Welfert et al. 2023)
+    seed: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.name or "+".join(f"{w:g}*{n}" for n, w in self.mixture)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    num_samples: int = 10_000  # generated samples per evaluation
+    at: tuple[float, ...] = (1.0,)  # fractions of the G-step budget at which to evaluate
+    seed: int = 2024  # the evaluation noise, common to all trials
+    metrics: tuple[str, ...] = ()  # registered metric names; empty = every metric for the dataset kind
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    label: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str
+    description: str
+    seeds: tuple[int, ...]
+    variants: tuple[VariantSpec, ...]
+    dataset: DatasetSpec
+    model: Model
+    optim: Optim
+    budget: Budget
+    eval: EvalSpec
+    raw: Mapping[str, Any]
+
+    @property
+    def hash(self) -> str:
+        """Stable hash of the suite's content (not its path): results of equal hashes are comparable."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def select(self, variants: list[str] | None = None, seeds: list[int] | None = None) -> "Suite":
+        """A copy restricted to some variant names or labels, and with other seeds."""
+        chosen = self.variants
+        if variants:
+            known = {v.label for v in self.variants} | {v.name for v in self.variants}
+            for wanted in variants:
+                if wanted not in known:
+                    raise GbenchError(f"variant {wanted!r} is not in suite {self.name!r} (it has: {', '.join(sorted(known))})")
+            chosen = tuple(v for v in self.variants if v.label in variants or v.name in variants)
+        return dataclasses.replace(self, variants=chosen, seeds=tuple(seeds) if seeds else self.seeds)
+
+
+TOP_KEYS = {"name", "description", "seeds", "variants", "dataset", "model", "optim", "budget", "eval"}
+
+
+def builtin_suites() -> dict[str, Path]:
+    """Built-in suite name -> path."""
+    folder = resources.files("gbench_suites")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def find_suite(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    suites = builtin_suites()
+    if name_or_path in suites:
+        return suites[name_or_path]
+    raise GbenchError(f"no suite file {name_or_path!r} (built-in suites: {', '.join(sorted(suites))})")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = find_suite(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise GbenchError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise GbenchError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_suite(raw, str(path))
+
+
+def parse_suite(raw: Mapping[str, Any], where: str) -> Suite:
+    _check_keys(raw, TOP_KEYS, where)
+    plugins = get_plugins()
+    name = raw.get("name") or Path(where).stem
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise GbenchError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
+    budget = _table(Budget, raw.get("budget", {}), f"{where} [budget]")
+    for key in ("g_steps", "d_steps_per_g_step", "batch_size"):
+        if getattr(budget, key) <= 0:
+            raise GbenchError(f"{where} [budget]: {key!r} must be positive, got {getattr(budget, key)}")
+    if budget.max_device_seconds < 0:
+        raise GbenchError(f"{where} [budget]: 'max_device_seconds' must be >= 0")
+    optim = _table(Optim, raw.get("optim", {}), f"{where} [optim]")
+    model = _table(Model, raw.get("model", {}), f"{where} [model]")
+    dataset = _dataset(raw.get("dataset"), plugins, where)
+    ev = _table(EvalSpec, raw.get("eval", {}), f"{where} [eval]")
+    if ev.num_samples <= 0 or not ev.at or not all(0 < a <= 1 for a in ev.at):
+        raise GbenchError(f"{where} [eval]: 'num_samples' must be positive and 'at' fractions in (0, 1]")
+    for metric in ev.metrics:
+        plugins.metrics.entry(metric)
+    if 1.0 not in ev.at:
+        ev = dataclasses.replace(ev, at=tuple(ev.at) + (1.0,))
+    variants = _variants(raw.get("variants"), plugins, where)
+    return Suite(
+        name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw
+    )
+
+
+def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:
+    if not isinstance(items, list) or not items:
+        raise GbenchError(f"{where}: 'variants' must be a non-empty list of names or tables")
+    specs: list[VariantSpec] = []
+    for item in items:
+        options = {"name": item} if isinstance(item, str) else dict(item) if isinstance(item, dict) else None
+        if options is None or "name" not in options:
+            raise GbenchError(f"{where}: each variant is a name or a table with 'name', got {item!r}")
+        name = options.pop("name")
+        label = options.pop("label", None)
+        try:
+            cls = plugins.variants.get(name)
+        except GbenchError as exc:
+            raise GbenchError(f"{where}: {exc}") from None
+        make_config(cls.Config, options, f"{where} variant {name!r}")  # validate now, not mid-run
+        label = label or (name if not options else f"{name}({','.join(f'{k}={v}' for k, v in options.items())})")
+        specs.append(VariantSpec(name, label, options))
+    labels = [s.label for s in specs]
+    dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dupes:
+        raise GbenchError(f"{where}: variant label {dupes[0]!r} appears twice; give each entry a distinct 'label'")
+    return tuple(specs)
+
+
+def _dataset(raw: Any, plugins: Any, where: str) -> DatasetSpec:
+    ctx = f"{where} [dataset]"
+    if not isinstance(raw, dict):
+        raise GbenchError(f"{where}: a [dataset] table is required")
+    raw = dict(raw)
+    mixture = raw.pop("mixture", [])
+    spec = _table(DatasetSpec, raw, ctx)
+    if bool(spec.name) == bool(mixture):
+        raise GbenchError(f"{ctx}: give exactly one of 'name' or 'mixture'")
+    parts: list[tuple[str, float]] = []
+    for part in mixture:
+        if not isinstance(part, dict):
+            raise GbenchError(f"{ctx}: each mixture entry is a table {{name = ..., weight = ...}}")
+        _check_keys(part, {"name", "weight"}, f"{ctx} mixture")
+        weight = part.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            raise GbenchError(f"{ctx}: mixture weights must be positive, got {weight!r}")
+        parts.append((part.get("name", ""), float(weight)))
+    for dname in [spec.name, spec.reference] + [n for n, _ in parts]:
+        if dname:
+            try:
+                plugins.datasets.entry(dname)
+            except GbenchError as exc:
+                raise GbenchError(f"{ctx}: {exc}") from None
+    if spec.train_size <= 0:
+        raise GbenchError(f"{ctx}: 'train_size' must be positive")
+    return dataclasses.replace(spec, mixture=tuple(parts))
+
+
+def _table(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise GbenchError(f"{where}: expected a table, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(raw, set(fields), where)
+    values = {}
+    for key, value in raw.items():
+        default = fields[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise GbenchError(f"{where}: {key!r} should be a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise GbenchError(f"{where}: {key!r} should be true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise GbenchError(f"{where}: {key!r} should be a number, got {value!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+                raise GbenchError(f"{where}: {key!r} should be a whole number, got {value!r}")
+            value = type(default)(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise GbenchError(f"{where}: {key!r} should be a string, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise GbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")

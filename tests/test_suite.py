@@ -1,0 +1,86 @@
+"""Suite files: parsing, defaults, and errors that name the key and the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gbench.errors import GbenchError
+from gbench.suite import builtin_suites, load_suite, parse_suite
+
+MINIMAL = {"variants": ["sgan"], "dataset": {"name": "ring8"}}
+
+
+def test_every_builtin_suite_loads():
+    suites = builtin_suites()
+    assert {"smoke", "ring", "grid", "delta-ring"} <= set(suites)
+    for name in suites:
+        suite = load_suite(name)
+        assert suite.variants and suite.seeds and suite.budget.g_steps > 0
+
+
+def test_smoke_and_default_suites_cover_all_six_variants():
+    six = {"sgan", "rsgan", "tgan", "deligan", "alpha-gan", "delta-gan"}
+    for name in ("smoke", "ring"):
+        assert {v.name for v in load_suite(name).variants} == six
+    assert len(load_suite("ring").seeds) >= 3
+
+
+def test_defaults_and_final_evaluation_added():
+    suite = parse_suite({**MINIMAL, "eval": {"at": [0.5]}}, "s.toml")
+    assert suite.seeds == (0,)
+    assert suite.eval.at == (0.5, 1.0)
+    assert suite.variants[0].label == "sgan"
+
+
+def test_variant_tables_get_labels_and_validated_options():
+    raw = {**MINIMAL, "variants": [{"name": "alpha-gan", "alpha_d": 0.3}, {"name": "sgan", "label": "mm",
+                                                                              "non_saturating": False}]}
+    suite = parse_suite(raw, "s.toml")
+    assert [v.label for v in suite.variants] == ["alpha-gan(alpha_d=0.3)", "mm"]
+    assert suite.select(["mm"]).variants[0].options == {"non_saturating": False}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({**MINIMAL, "budgett": {}}, "s.toml: unknown key 'budgett'"),
+        ({**MINIMAL, "budget": {"g_step": 3}}, "s.toml [budget]: unknown key 'g_step'"),
+        ({**MINIMAL, "budget": {"g_steps": 0}}, "'g_steps' must be positive"),
+        ({**MINIMAL, "budget": {"batch_size": -4}}, "'batch_size' must be positive"),
+        ({**MINIMAL, "budget": {"g_steps": 1.5}}, "'g_steps' should be a whole number"),
+        ({**MINIMAL, "variants": ["nope"]}, "unknown variant 'nope'"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "colour": 1}]}, "variant 'sgan': unknown key 'colour'"),
+        ({**MINIMAL, "variants": [{"name": "alpha-gan", "alpha_d": -1.0}]}, "alpha"),
+        ({**MINIMAL, "variants": ["sgan", "sgan"]}, "appears twice"),
+        ({**MINIMAL, "dataset": {"name": "moon"}}, "unknown dataset 'moon'"),
+        ({**MINIMAL, "dataset": {"name": "ring8", "size": 3}}, "[dataset]: unknown key 'size'"),
+        ({**MINIMAL, "dataset": {}}, "exactly one of 'name' or 'mixture'"),
+        ({**MINIMAL, "dataset": {"mixture": [{"name": "ring8", "weight": -1}]}}, "weights must be positive"),
+        ({**MINIMAL, "eval": {"at": [1.5]}}, "fractions in (0, 1]"),
+        ({**MINIMAL, "eval": {"metrics": ["fidd"]}}, "unknown metric 'fidd'"),
+        ({**MINIMAL, "seeds": []}, "'seeds' must be a non-empty list"),
+    ],
+)
+def test_bad_suites_are_one_clear_error(raw, message):
+    with pytest.raises(GbenchError) as err:
+        parse_suite(raw, "s.toml")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path):
+    with pytest.raises(GbenchError, match="no suite file 'nope.toml'"):
+        load_suite("nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    with pytest.raises(GbenchError, match="bad.toml: not valid TOML"):
+        load_suite(str(bad))
+
+
+def test_mixture_dataset_and_hash_ignores_path(tmp_path: Path):
+    raw = {"variants": ["sgan"], "dataset": {"mixture": [{"name": "ring8", "weight": 3}, {"name": "grid25"}]}}
+    a, b = parse_suite(raw, "a.toml"), parse_suite(raw, "b.toml")
+    assert a.dataset.mixture == (("ring8", 3.0), ("grid25", 1.0))
+    assert a.hash == b.hash
+    assert parse_suite({**raw, "seeds": [1]}, "a.toml").hash != a.hash
