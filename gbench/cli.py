@@ -24,7 +24,12 @@ class UserError(click.ClickException):
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from gbench.plugins import get_plugins
+
         try:
+            if ctx.invoked_subcommand not in (None, "plugins"):
+                for failed in get_plugins().failures:
+                    click.echo(f"gbench: warning: plugin {failed.name!r} left out: {failed.error}", err=True)
             return super().invoke(ctx)
         except GbenchError as exc:
             raise UserError(str(exc)) from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -97,10 +96,15 @@ def _add(pm: pluggy.PluginManager, info: list[PluginInfo], name: str, source: st
     except Exception as exc:  # a broken plugin must not take the others down
         entry.error = f"failed to import: {type(exc).__name__}: {exc}"
         return
+    if pm.is_registered(obj) or pm.get_plugin(name) is not None:
+        entry.error = f"plugin name {name!r} is already taken"
+        return
     try:
         pm.register(obj, name=name)
-    except ValueError as exc:  # already registered under another name
-        entry.error = str(exc)
+    except pluggy.PluginValidationError as exc:  # e.g. a hook implementation with the wrong arguments
+        if pm.is_registered(obj):
+            pm.unregister(obj)  # pluggy leaves it half-registered
+        entry.error = f"rejected: {exc}"
         return
     hookcallers = pm.get_hookcallers(obj) or []
     unknown = [hc.name for hc in hookcallers if hc.spec is None]
@@ -157,7 +161,9 @@ def _registrar(registry: Registry, plugin: str, base: type | None) -> Callable[.
 
 
 def _fail(plugins: Plugins, plugin_name: str, message: str) -> None:
+    """Leave the plugin out entirely: none of what it registered stays."""
+    for registry in (plugins.variants, plugins.datasets, plugins.metrics):
+        registry.discard_plugin(plugin_name)
     for entry in plugins.info:
         if entry.name == plugin_name:
-            entry.error = message
-    print(f"gbench: warning: plugin {plugin_name!r}: {message}", file=sys.stderr)
+            entry.error = f"{entry.error}; {message}" if entry.error else message

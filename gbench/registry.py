@@ -27,7 +27,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def add(self, name: str, obj: T, plugin: str, description: str = "") -> None:
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise GbenchError(
                 f"plugin {plugin!r} registered a {self.kind} with an invalid name {name!r} "
                 "(use lowercase letters, digits, '-', '_' or '.')"
@@ -36,6 +36,10 @@ class Registry(Generic[T]):
             other = self._entries[name].plugin
             raise GbenchError(f"{self.kind} {name!r} is registered twice: by {other!r} and by {plugin!r}")
         self._entries[name] = Entry(name, obj, plugin, description)
+
+    def discard_plugin(self, plugin: str) -> None:
+        """Forget everything ``plugin`` registered (it failed part-way)."""
+        self._entries = {n: e for n, e in self._entries.items() if e.plugin != plugin}
 
     def entry(self, name: str) -> Entry[T]:
         try:

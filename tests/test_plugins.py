@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pluggy
 import pytest
 import torch
 
 import gbench
 import gbench.plugins
 from gbench.plugins import PluginInfo, Plugins, load_plugins
+from gbench.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 LSGAN_EXAMPLE = ROOT / "examples" / "gbench-lsgan"
@@ -96,7 +98,9 @@ def good_plugin() -> types.ModuleType:
 
 
 @pytest.fixture
-def install_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Iterator[Callable[..., None]]:
+def install_dist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> Iterator[Callable[..., None]]:
     """Install a fake distribution (a ``.dist-info`` folder and its modules) on ``sys.path``."""
     site = tmp_path / "site"
     site.mkdir()
@@ -183,7 +187,8 @@ def test_example_package_installs_and_is_found_through_its_entry_point(tmp_path:
     target = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index"]
     pip += ["--no-deps", "--no-build-isolation", "--target", str(target), str(source)]
-    subprocess.run(pip, check=True, cwd=tmp_path, capture_output=True, text=True)
+    installed = subprocess.run(pip, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])))
     probe = subprocess.run(
@@ -199,6 +204,14 @@ def test_example_package_installs_and_is_found_through_its_entry_point(tmp_path:
     for name in ("d_loss", "g_loss"):
         assert math.isfinite(out[name])
         assert out[name] == pytest.approx(out[name.replace("loss", "expected")], rel=1e-6)
+
+    # what the example's README tells users to run (`gbench plugins` shows the PluginInfo checked above)
+    cli = [sys.executable, "-m", "gbench", "variants", "--json"]
+    listed = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["lsgan"]["plugin"] == "lsgan" and "1611.04076" in rows["lsgan"]["paper"]
+    assert rows["lsgan"]["config"] == {"a": 0.0, "b": 1.0, "c": 1.0}
 
 
 def test_example_lsgan_losses_follow_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,22 +334,36 @@ def _boom(register: Callable[..., None]) -> None:
 
 
 # (hook, its implementation, what the error must say)
-BAD_REGISTRATIONS = {
-    "not-a-class": ("register_variants", lambda register: register(GoodVariant()), ["not a gbench.Variant subclass"]),
+BAD_REGISTRATIONS: dict[str, tuple[str, Callable[..., None], list[str]]] = {
+    "not-a-class": (
+        "register_variants", lambda register: register(GoodVariant()), ["not a gbench.Variant subclass"]
+    ),
     "not-a-variant": ("register_variants", lambda register: register(dict), ["not a gbench.Variant subclass"]),
-    "abstract": ("register_variants", lambda register: register(AbstractVariant), ["AbstractVariant", "does not implement g_loss"]),
-    "duplicate": ("register_variants", lambda register: register(Duplicate), ["'sgan' is registered twice", "gbench_plugins.sgan"]),
+    "abstract": (
+        "register_variants", lambda register: register(AbstractVariant), ["AbstractVariant", "does not implement g_loss"]
+    ),
+    "duplicate": (
+        "register_variants",
+        lambda register: register(Duplicate),
+        ["'sgan' is registered twice", "by 'gbench_plugins.sgan' and by 'bad_plugin'"],
+    ),
     "invalid-name": ("register_variants", lambda register: register(BadName), ["invalid name 'Bad Name'"]),
     "no-name": ("register_variants", lambda register: register(Nameless), ["invalid name None"]),
-    "dataset-not-callable": ("register_datasets", lambda register: register("bad-data", 42), ["'bad-data'", "non-callable"]),
-    "dataset-invalid-name": ("register_datasets", lambda register: register("Bad Data", dict), ["invalid name 'Bad Data'"]),
-    "metric-not-a-metric": ("register_metrics", lambda register: register(GoodVariant), ["not a gbench.Metric subclass"]),
+    "dataset-not-callable": (
+        "register_datasets", lambda register: register("bad-data", 42), ["'bad-data'", "non-callable"]
+    ),
+    "dataset-invalid-name": (
+        "register_datasets", lambda register: register("Bad Data", dict), ["invalid name 'Bad Data'"]
+    ),
+    "metric-not-a-metric": (
+        "register_metrics", lambda register: register(GoodVariant), ["not a gbench.Metric subclass"]
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REGISTRATIONS))
 def test_bad_registration_is_reported_by_plugin_name(
-    case: str, baseline: dict[str, str], capsys: pytest.CaptureFixture[str]
+    case: str, baseline: dict[str, str]
 ) -> None:
     hook, implementation, expected = BAD_REGISTRATIONS[case]
     bad = plugin_module("bad_plugin", **{hook: implementation})
@@ -347,19 +374,52 @@ def test_bad_registration_is_reported_by_plugin_name(
     for text in expected:
         assert text in error
     assert [i.name for i in plugins.failures if i.source == "extra"] == ["bad_plugin"]
-    assert "plugin 'bad_plugin'" in capsys.readouterr().err
+    assert not any(e.plugin == "bad_plugin" for r in (plugins.variants, plugins.datasets, plugins.metrics) for e in r)
     # everyone else keeps working, whatever the order
     assert plugins.variants.entry("good-variant").plugin == "good_plugin"
     assert builtin_origins(plugins) == baseline
 
 
-def test_registration_hook_that_raises_is_reported(baseline: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_registration_hook_that_raises_is_reported(
+    baseline: dict[str, str]
+) -> None:
     bad = plugin_module("raising_plugin", register_variants=_boom)
     plugins = load_plugins(entry_points=False, extra=(bad, good_plugin()))
     assert info_of(plugins, "raising_plugin").error == "register_variants raised RuntimeError: boom"
-    assert "plugin 'raising_plugin'" in capsys.readouterr().err
     assert plugins.variants.entry("good-variant").plugin == "good_plugin"
     assert builtin_origins(plugins) == baseline
+
+
+def test_plugin_loaded_twice_is_reported_once_and_keeps_working(baseline: dict[str, str]) -> None:
+    sgan = importlib.import_module("gbench_plugins.sgan")
+    plugins = load_plugins(entry_points=False, extra=(sgan,))
+    first, again = [i for i in plugins.info if i.name == "gbench_plugins.sgan"]
+    assert first.error is None and again.source == "extra"
+    assert again.error is not None and "already taken" in again.error
+    assert builtin_origins(plugins) == baseline
+
+
+def test_hookimpl_with_an_argument_the_hook_lacks_is_reported(baseline: dict[str, str]) -> None:
+    def register_variants(reg: Callable[..., None]) -> None:  # the hook's argument is called `register`
+        reg(TypoVariant)
+
+    bad = plugin_module(
+        "argname_plugin",
+        register_variants=register_variants,
+        register_datasets=lambda register: register("argname-data", dict),
+    )
+    plugins = load_plugins(entry_points=False, extra=(bad, good_plugin()))
+    info = info_of(plugins, "argname_plugin")
+    assert info.error is not None and "register_variants" in info.error and "reg" in info.error
+    assert plugins.manager.get_plugin("argname_plugin") is None
+    assert "argname-data" not in plugins.datasets  # pluggy had added this hookimpl before failing
+    assert plugins.variants.entry("good-variant").plugin == "good_plugin"
+    assert builtin_origins(plugins) == baseline
+
+
+def test_name_with_a_trailing_newline_is_invalid() -> None:
+    with pytest.raises(gbench.GbenchError, match="invalid name"):
+        Registry("variant").add("sgan\n", GoodVariant, "some_plugin")
 
 
 # -- third-party datasets and metrics ------------------------------------------------------------------

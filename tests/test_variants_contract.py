@@ -67,7 +67,8 @@ def test_variant_contract(name: str) -> None:
     assert isinstance(config, gbench.VariantConfig) and type(config) is cls.Config
     assert dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen, "Config must be frozen"
     fields = [f.name for f in dataclasses.fields(config)]
-    undeclared = set(vars(type(config)).get("__annotations__", {})) - set(fields)
+    annotations = vars(type(config)).get("__annotations__", {})
+    undeclared = {k for k, a in annotations.items() if "ClassVar" not in str(a)} - set(fields)
     assert not undeclared, f"Config fields {undeclared} are not dataclass fields: @dataclass(frozen=True) missing?"
     if fields:
         with pytest.raises(dataclasses.FrozenInstanceError):
