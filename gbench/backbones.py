@@ -6,7 +6,7 @@ DeLiGAN's mixture latent) sits on top of the shared body instead of copying it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -34,12 +34,16 @@ class Logits(nn.Module):
 class MLPBackbone:
     """Fully connected nets for 2-D toys (cf. Welfert et al. 2023: 4 hidden layers, LeakyReLU D, ReLU G)."""
 
-    data_dim: int = 2
+    data_shape: tuple[int, ...] = (2,)
     z_dim: int = 2
     g_hidden: int = 128
     d_hidden: int = 128
     depth: int = 3
     spectral_norm: bool = False
+
+    @property
+    def data_dim(self) -> int:
+        return self.data_shape[0]
 
     @property
     def feature_dim(self) -> int:
@@ -69,3 +73,11 @@ def _mlp(
     if d_out is not None:
         layers.append(nn.Linear(width, d_out))
     return nn.Sequential(*layers)
+
+
+BACKBONES: dict[str, type] = {"mlp": MLPBackbone}  # suite `[model] arch` -> backbone family
+
+
+def build_backbone(arch: str, data_shape: tuple[int, ...], options: dict[str, Any]) -> Any:
+    """The suite's backbone for data of ``data_shape``."""
+    return BACKBONES[arch](data_shape=tuple(data_shape), **options)

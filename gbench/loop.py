@@ -50,9 +50,11 @@ def train(
     meter: Meter,
     checkpoint: Callable[[int], None],
     checkpoint_steps: set[int],
+    progress: Callable[[int], None] = lambda step: None,
     log_every: int = 100,
 ) -> Outcome:
-    """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``."""
+    """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``
+    and ``progress(step)`` every ``log_every`` steps."""
     G, used = nets.generator, meter.consumed
     outcome, losses = Outcome(), []
     meter.resume()
@@ -88,6 +90,7 @@ def train(
                 break
             d_mean, g_mean = window.mean(0).tolist()
             outcome.loss_curve.append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
+            progress(step)
         if step in checkpoint_steps:
             meter.pause()
             checkpoint(step)

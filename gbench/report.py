@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from typing import Any, Iterable
 
 import numpy as np
@@ -37,13 +36,15 @@ def mean_ci(values: Iterable[float], level: float = 0.95) -> dict[str, Any]:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(x)}
 
 
-def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One summary per variant label, in the order the results first name them."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """One summary per variant label, in ``order`` (the suite's), then as the results name them."""
+    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
     for r in results:
-        groups[r.get("label", r.get("trial_id", "?"))].append(r)
+        groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
     rows = []
     for label, group in groups.items():
+        if not group:
+            continue
         ok = [r for r in group if r["status"] == "ok"]
         keys = sorted({k for r in ok for k in r.get("metrics", {})})
         rows.append({
@@ -91,7 +92,7 @@ def _fmt(s: dict[str, Any], decimals: int) -> str:
 
 
 def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github") -> str:
-    rows = summarise(results)
+    rows = summarise(results, manifest.get("variants", ()))
     if fmt == "json":
         return json.dumps({"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"),
                            "protocol": _protocol(results), "variants": rows}, indent=2, sort_keys=True)

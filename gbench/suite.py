@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from gbench.backbones import BACKBONES
 from gbench.errors import GbenchError
 from gbench.plugins import get_plugins
 from gbench.variant import make_config
@@ -45,13 +46,14 @@ class Optim:
 
 @dataclass(frozen=True)
 class Model:
-    """The shared backbone (MLP for toys)."""
+    """The shared backbone: a family from ``gbench.backbones.BACKBONES`` and its settings."""
 
-    z_dim: int = 2
-    g_hidden: int = 128
-    d_hidden: int = 128
-    depth: int = 3
-    spectral_norm: bool = False
+    arch: str = "mlp"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def z_dim(self) -> int:
+        return self.options.get("z_dim", _backbone_default(self.arch, "z_dim"))
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class EvalSpec:
     at: tuple[float, ...] = (1.0,)  # fractions of the G-step budget at which to evaluate
     seed: int = 2024  # the evaluation noise, common to all trials
     metrics: tuple[str, ...] = ()  # registered metric names; empty = every metric for the dataset kind
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [eval.<metric>] tables
 
 
 @dataclass(frozen=True)
@@ -158,19 +161,52 @@ def parse_suite(raw: Mapping[str, Any], where: str) -> Suite:
     if budget.max_device_seconds < 0:
         raise GbenchError(f"{where} [budget]: 'max_device_seconds' must be >= 0")
     optim = _table(Optim, raw.get("optim", {}), f"{where} [optim]")
-    model = _table(Model, raw.get("model", {}), f"{where} [model]")
+    model = _model(raw.get("model", {}), f"{where} [model]")
     dataset = _dataset(raw.get("dataset"), plugins, where)
-    ev = _table(EvalSpec, raw.get("eval", {}), f"{where} [eval]")
+    ev = _eval(raw.get("eval", {}), plugins, f"{where} [eval]")
     if ev.num_samples <= 0 or not ev.at or not all(0 < a <= 1 for a in ev.at):
         raise GbenchError(f"{where} [eval]: 'num_samples' must be positive and 'at' fractions in (0, 1]")
-    for metric in ev.metrics:
-        plugins.metrics.entry(metric)
     if 1.0 not in ev.at:
         ev = dataclasses.replace(ev, at=tuple(ev.at) + (1.0,))
     variants = _variants(raw.get("variants"), plugins, where)
     return Suite(
         name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw
     )
+
+
+def _eval(raw: Any, plugins: Any, where: str) -> EvalSpec:
+    if not isinstance(raw, dict):
+        raise GbenchError(f"{where}: expected a table, got {raw!r}")
+    plain = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    options = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    spec = _table(EvalSpec, plain, where)
+    for metric in spec.metrics:
+        try:
+            plugins.metrics.entry(metric)
+        except GbenchError as exc:
+            raise GbenchError(f"{where}: {exc}") from None
+    for metric, table in options.items():
+        if metric not in plugins.metrics:
+            raise GbenchError(f"{where}: unknown key {metric!r} (a [eval.<metric>] table needs a registered metric)")
+        make_config(plugins.metrics.get(metric).Config, table, f"{where[:-1]}.{metric}]")
+    return dataclasses.replace(spec, options=options)
+
+
+def _model(raw: Any, where: str) -> Model:
+    if not isinstance(raw, dict):
+        raise GbenchError(f"{where}: expected a table, got {raw!r}")
+    options = dict(raw)
+    arch = options.pop("arch", "mlp")
+    if arch not in BACKBONES:
+        raise GbenchError(f"{where}: unknown arch {arch!r} (known: {', '.join(sorted(BACKBONES))})")
+    if "data_shape" in options:
+        raise GbenchError(f"{where}: 'data_shape' comes from the dataset, not the suite")
+    make_config(BACKBONES[arch], options, where)
+    return Model(arch, options)
+
+
+def _backbone_default(arch: str, key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(BACKBONES[arch]) if f.name == key)
 
 
 def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:

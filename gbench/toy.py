@@ -49,6 +49,10 @@ class ToyMixture:
         x = torch.as_tensor(self.means)[comp] + torch.as_tensor(self.sigmas)[comp, None] * noise
         return x.float()
 
+    def training_set(self, size: int, seed: int) -> torch.Tensor:
+        """The fixed training set: ``size`` points drawn with ``seed``."""
+        return self.sample(size, torch.Generator().manual_seed(seed))
+
     def log_prob(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Exact log-density (natural log) at the rows of ``x``, float64, computed in chunks."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, 2)

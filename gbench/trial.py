@@ -5,12 +5,12 @@ import dataclasses
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from gbench.backbones import MLPBackbone
+from gbench.backbones import build_backbone
 from gbench.budget import Meter
 from gbench.errors import GbenchError
 from gbench.loop import BatchStream, train
@@ -82,9 +82,9 @@ def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | N
     variant = build_variant(trial.variant)
     dataset = build_dataset(suite.dataset)
     reference = get_plugins().datasets.get(suite.dataset.reference)() if suite.dataset.reference else dataset
-    train_set = dataset.sample(suite.dataset.train_size, torch.Generator().manual_seed(suite.dataset.seed))
+    train_set = dataset.training_set(suite.dataset.train_size, suite.dataset.seed)
 
-    backbone = MLPBackbone(data_dim=train_set.shape[1], **vars(suite.model))
+    backbone = build_backbone(suite.model.arch, dataset.data_shape, dict(suite.model.options))
     torch.manual_seed(stream_seed(seed, STREAM_INIT))
     nets = Nets(variant.build_generator(backbone).to(device), variant.build_critic(backbone).to(device))
     opt = suite.optim
@@ -109,11 +109,9 @@ def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | N
         evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps,
                             "metrics": evaluate(nets.generator, reference, suite, device)})
         meter.consumed.eval_seconds += time.perf_counter() - t0
-        if progress:
-            progress(step)
 
     outcome = train(variant, nets, opt_g, opt_d, data, latent, rng(STREAM_VARIANT), suite.budget, meter,
-                    checkpoint, set(steps_at))
+                    checkpoint, set(steps_at), progress or (lambda step: None))
     used = meter.consumed
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
@@ -127,7 +125,7 @@ def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | N
         "consumed": used.as_dict(),
         "loss_curve": outcome.loss_curve,
         "variant_config": variant.describe(),
-        "metric_protocol": {m.name: m.protocol() for m in metrics_for(reference, suite.eval.metrics)},
+        "metric_protocol": {m.name: m.protocol() for m in metrics_for(reference, suite.eval.metrics, suite.eval.options)},
     }
 
 
@@ -172,19 +170,21 @@ def evaluate(generator: torch.nn.Module, reference: Any, suite: Suite, device: t
     samples = sample_generator(generator, suite.eval.num_samples, suite.model.z_dim, suite.eval.seed, device)
     if not np.isfinite(samples).all():
         return {"non_finite_samples": float((~np.isfinite(samples).all(1)).sum())}
-    return score(samples, reference, suite.eval.metrics, suite.eval.seed)
+    return score(samples, reference, suite.eval.metrics, suite.eval.seed, suite.eval.options)
 
 
-def metrics_for(reference: Any, names: tuple[str, ...] = ()) -> list[Any]:
-    registry = get_plugins().metrics
+def metrics_for(reference: Any, names: tuple[str, ...] = (), options: Mapping[str, Any] | None = None) -> list[Any]:
+    """The metrics named (default: all for ``reference``'s kind), configured from ``options``."""
+    registry, options = get_plugins().metrics, options or {}
     chosen = names or tuple(e.name for e in registry if reference.kind in e.obj.kinds)
-    return [registry.get(name)() for name in chosen]
+    return [registry.get(n)(make_config(registry.get(n).Config, options.get(n, {}), f"[eval.{n}]")) for n in chosen]
 
 
-def score(samples: np.ndarray, reference: Any, names: tuple[str, ...] = (), seed: int = 2024) -> dict[str, float]:
+def score(samples: np.ndarray, reference: Any, names: tuple[str, ...] = (), seed: int = 2024,
+          options: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Every metric for ``reference``'s kind (or those named) on ``samples``."""
     values: dict[str, float] = {}
-    for metric in metrics_for(reference, names):
+    for metric in metrics_for(reference, names, options):
         values.update(metric.compute(samples, reference, np.random.default_rng(seed)))
     return values
 

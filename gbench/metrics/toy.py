@@ -26,7 +26,9 @@ def _points(samples: Any) -> np.ndarray:
     return x
 
 
-def nearest_component(x: np.ndarray, means: np.ndarray, sigmas: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def nearest_component(
+    x: np.ndarray, means: np.ndarray, sigmas: np.ndarray, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
     """(index of the nearest component, its standardised distance ||x - mean_k|| / sigma_k) per row."""
     idx = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x))

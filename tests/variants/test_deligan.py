@@ -35,7 +35,7 @@ def test_mu_and_sigma_are_generator_parameters():
 
 def test_output_shape():
     backbone, variant, nets = _setup(components=4)
-    assert nets.generator(torch.randn(11, backbone.z_dim)).shape == (11, backbone.data_dim)
+    assert nets.generator(torch.randn(11, backbone.z_dim)).shape == (11, backbone.data_shape[0])
 
 
 def test_stratified_components():
