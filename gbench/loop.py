@@ -5,8 +5,9 @@ Algorithm 1). The variant supplies the objectives; the harness does everything e
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -16,7 +17,10 @@ from gbench.variant import Nets, Variant
 
 
 class BatchStream:
-    """Minibatches of a fixed training set, reshuffled each epoch with the trial's data RNG."""
+    """Minibatches of a fixed training set, reshuffled each epoch with the trial's data RNG.
+
+    A uint8 image set stays uint8 in memory; each batch is mapped to [-1, 1] floats.
+    """
 
     def __init__(self, data: torch.Tensor, batch_size: int, rng: torch.Generator) -> None:
         self.data, self.batch_size, self.rng = data, batch_size, rng
@@ -29,7 +33,34 @@ class BatchStream:
             self._pos = 0
         idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
-        return self.data[idx]
+        batch = self.data[idx]
+        return batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
+
+
+class Precision:
+    """fp32, or autocast to bf16 / fp16 (fp16 with loss scaling, one scaler per optimiser)."""
+
+    DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        self.dtype, self.device_type = self.DTYPES[name], device.type
+        self.scalers: dict[int, torch.amp.GradScaler] = {}
+        self.fp16 = name == "fp16"
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if not self.fp16:
+            loss.backward()
+            optimizer.step()
+            return
+        scaler = self.scalers.setdefault(id(optimizer), torch.amp.GradScaler(self.device_type))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
 
 @dataclass
@@ -52,30 +83,32 @@ def train(
     checkpoint_steps: set[int],
     progress: Callable[[int], None] = lambda step: None,
     log_every: int = 100,
+    precision: str = "fp32",
 ) -> Outcome:
     """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``
     and ``progress(step)`` every ``log_every`` steps."""
     G, used = nets.generator, meter.consumed
     outcome, losses = Outcome(), []
+    amp = Precision(precision, data.data.device)
     meter.resume()
     for step in range(1, budget.g_steps + 1):
         # (1) critic: minimise the variant's D objective on real and detached fake batches
         for _ in range(budget.d_steps_per_g_step):
             x_real = variant.perturb_real(data.next(), variant_rng)
-            with torch.no_grad():
+            with torch.no_grad(), amp.autocast():
                 x_fake = G(latent())
-            loss_d = variant.d_loss(nets, x_real, x_fake)
+            with amp.autocast():
+                loss_d = variant.d_loss(nets, x_real, x_fake)
             opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            amp.step(loss_d, opt_d)
 
         # (2) generator: minimise the variant's G objective (a fresh real batch, for relativistic critics)
         x_real = variant.perturb_real(data.next(), variant_rng)
-        x_fake = G(latent())
-        loss_g = variant.g_loss(nets, x_real, x_fake)
+        with amp.autocast():
+            x_fake = G(latent())
+            loss_g = variant.g_loss(nets, x_real, x_fake)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        amp.step(loss_g, opt_g)
 
         used.g_steps, used.d_steps = step, step * budget.d_steps_per_g_step
         losses.append(torch.stack((loss_d.detach(), loss_g.detach())))

@@ -1,6 +1,7 @@
 """Run a suite: the trial matrix, one result file per trial, a manifest, resume."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -12,19 +13,25 @@ from tqdm import tqdm
 from gbench.errors import GbenchError
 from gbench.results import MANIFEST, SCHEMA, load_results, provenance, read_json, trial_path, write_json
 from gbench.suite import Suite
-from gbench.trial import run_trial, trials_of
+from gbench.loop import Precision
+from gbench.trial import Runtime, run_trial, trials_of
 
 FINISHED = ("ok", "diverged")  # a failed trial is tried again on --resume
 
 
-def check_device(device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
+def check_runtime(runtime: Runtime) -> None:
+    if runtime.device == "cuda" and not torch.cuda.is_available():
         raise GbenchError("--device cuda: no CUDA device is available here (use --device cpu)")
+    if runtime.precision not in Precision.DTYPES:
+        raise GbenchError(f"unknown precision {runtime.precision!r} (use {', '.join(Precision.DTYPES)})")
+    if runtime.precision == "fp16" and runtime.device != "cuda":
+        raise GbenchError("--precision fp16 needs --device cuda (use bf16 on the CPU)")
 
 
-def run_suite(suite: Suite, out: Path, device: str = "cpu", resume: bool = False, quiet: bool = False) -> list[dict[str, Any]]:
+def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: bool = False,
+              quiet: bool = False) -> list[dict[str, Any]]:
     """Run every trial of ``suite`` into ``out``; returns all results, earlier finished ones included."""
-    check_device(device)
+    check_runtime(runtime)
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         if not resume:
@@ -34,7 +41,7 @@ def run_suite(suite: Suite, out: Path, device: str = "cpu", resume: bool = False
             raise GbenchError(f"{out} holds a run of a different suite ({old.get('suite')!r}, hash {old.get('suite_hash')}); "
                               "choose another --out")
     trials = trials_of(suite)
-    info = provenance(device)
+    info = provenance(runtime.device)
     write_json(manifest_path, {
         "schema": SCHEMA,
         "suite": suite.name,
@@ -44,7 +51,7 @@ def run_suite(suite: Suite, out: Path, device: str = "cpu", resume: bool = False
         "variants": [v.label for v in suite.variants],
         "seeds": list(suite.seeds),
         "trials": [t.id for t in trials],
-        "device": device,
+        "runtime": dataclasses.asdict(runtime),
         "provenance": info,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -61,7 +68,7 @@ def run_suite(suite: Suite, out: Path, device: str = "cpu", resume: bool = False
             bar.update(step - done)
             done = step
 
-        result = run_trial(trial, device, progress)
+        result = run_trial(trial, runtime, progress)
         bar.update(steps - done)
         result["provenance"] = info
         write_json(trial_path(out, trial.id), result)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import traceback
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from gbench.backbones import build_backbone
 from gbench.budget import Meter
 from gbench.errors import GbenchError
 from gbench.loop import BatchStream, train
+from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
 from gbench.plugins import get_plugins
 from gbench.results import SCHEMA
@@ -23,6 +25,16 @@ from gbench.variant import Nets, Variant, make_config
 
 # Independent RNG streams of a trial, derived from its seed.
 STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT = range(4)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to run, not what: none of it changes a suite's hash."""
+
+    device: str = "cpu"
+    precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16"
+    data_root: str | None = None  # overrides the suite's [dataset] options.root
+    inception_weights: str | None = None  # overrides the suite's [eval.fidelity] weights
 
 
 @dataclass(frozen=True)
@@ -46,14 +58,34 @@ def stream_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def build_dataset(spec: DatasetSpec) -> Any:
-    datasets = get_plugins().datasets
+def build_dataset(spec: DatasetSpec, data_root: str | None = None) -> Any:
+    """The training law of ``spec``: a registered dataset or a weighted mixture of them."""
     if spec.name:
-        return datasets.get(spec.name)(**spec.options)
-    parts = [datasets.get(name)() for name, _ in spec.mixture]
-    if not all(isinstance(p, ToyMixture) for p in parts):
-        raise GbenchError("mixtures of non-toy datasets are not supported yet")
-    return ToyMixture.mix(parts, [w for _, w in spec.mixture])
+        return _open(spec.name, spec.options, data_root)
+    parts = [_open(name, spec.options, data_root) for name, _ in spec.mixture]
+    weights = [w for _, w in spec.mixture]
+    if all(isinstance(p, ToyMixture) for p in parts):
+        return ToyMixture.mix(parts, weights)
+    from gbench.images import ImageMixture
+
+    return ImageMixture.mix(parts, weights)
+
+
+def build_reference(spec: DatasetSpec, dataset: Any, data_root: str | None = None) -> Any:
+    """What samples are scored against: ``reference`` if the suite names one, else the training law."""
+    return _open(spec.reference, spec.options, data_root) if spec.reference else dataset
+
+
+def _open(name: str, options: Mapping[str, Any], data_root: str | None) -> Any:
+    factory = get_plugins().datasets.get(name)
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in options.items() if k in params or any(p.kind == p.VAR_KEYWORD for p in params.values())}
+    unknown = sorted(set(options) - set(kwargs))
+    if unknown:
+        raise GbenchError(f"dataset {name!r}: unknown option {unknown[0]!r} (it takes: {', '.join(params) or 'none'})")
+    if data_root and "root" in params:
+        kwargs["root"] = data_root
+    return factory(**kwargs)
 
 
 def build_variant(spec: VariantSpec) -> Variant:
@@ -61,12 +93,12 @@ def build_variant(spec: VariantSpec) -> Variant:
     return cls(make_config(cls.Config, spec.options, f"variant {spec.label!r}"))
 
 
-def run_trial(trial: Trial, device: str = "cpu", progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train and evaluate one trial. Never raises for a failed trial: the status says what happened."""
     started = time.time()
-    record: dict[str, Any] = {"trial_id": trial.id, "status": "failed", "error": None, **describe(trial)}
+    record: dict[str, Any] = {"trial_id": trial.id, "status": "failed", "error": None, **describe(trial, runtime)}
     try:
-        record.update(_run(trial, torch.device(device), progress))
+        record.update(_run(trial, runtime, progress))
         record["protocol"]["metrics"] = record.pop("metric_protocol")
     except GbenchError as exc:
         record["error"] = str(exc)
@@ -77,11 +109,12 @@ def run_trial(trial: Trial, device: str = "cpu", progress: Callable[[int], None]
     return record
 
 
-def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | None) -> dict[str, Any]:
-    suite, seed = trial.suite, trial.seed
+def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    suite, seed, device = trial.suite, trial.seed, torch.device(runtime.device)
     variant = build_variant(trial.variant)
-    dataset = build_dataset(suite.dataset)
-    reference = get_plugins().datasets.get(suite.dataset.reference)() if suite.dataset.reference else dataset
+    dataset = build_dataset(suite.dataset, runtime.data_root)
+    reference = build_reference(suite.dataset, dataset, runtime.data_root)
+    metrics = metrics_for(reference, suite.eval.metrics, metric_options(suite, runtime))
     train_set = dataset.training_set(suite.dataset.train_size, suite.dataset.seed)
 
     backbone = build_backbone(suite.model.arch, dataset.data_shape, dict(suite.model.options))
@@ -106,12 +139,13 @@ def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | N
 
     def checkpoint(step: int) -> None:
         t0 = time.perf_counter()
-        evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps,
-                            "metrics": evaluate(nets.generator, reference, suite, device)})
+        values, errors = evaluate(nets.generator, reference, metrics, suite, device)
+        evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
+                            **({"metric_errors": errors} if errors else {})})
         meter.consumed.eval_seconds += time.perf_counter() - t0
 
     outcome = train(variant, nets, opt_g, opt_d, data, latent, rng(STREAM_VARIANT), suite.budget, meter,
-                    checkpoint, set(steps_at), progress or (lambda step: None))
+                    checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision)
     used = meter.consumed
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
@@ -120,16 +154,18 @@ def _run(trial: Trial, device: torch.device, progress: Callable[[int], None] | N
         "status": status,
         "diverged_at": outcome.diverged_at,
         "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
+        "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
         "evaluations": evaluations,
         "target": _target(variant, dataset, reference, suite),
         "consumed": used.as_dict(),
         "loss_curve": outcome.loss_curve,
         "variant_config": variant.describe(),
-        "metric_protocol": {m.name: m.protocol() for m in metrics_for(reference, suite.eval.metrics, suite.eval.options)},
+        "metric_protocol": {m.name: m.protocol() for m in metrics},
+        "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
     }
 
 
-def describe(trial: Trial) -> dict[str, Any]:
+def describe(trial: Trial, runtime: Runtime) -> dict[str, Any]:
     """What a number needs beside it to be compared with another."""
     suite = trial.suite
     return {
@@ -143,6 +179,7 @@ def describe(trial: Trial) -> dict[str, Any]:
         "budget": dataclasses.asdict(suite.budget),
         "model": dataclasses.asdict(suite.model),
         "optim": dataclasses.asdict(suite.optim),
+        "runtime": dataclasses.asdict(runtime),
         "protocol": {
             "eval_samples": suite.eval.num_samples,
             "eval_seed": suite.eval.seed,
@@ -152,41 +189,66 @@ def describe(trial: Trial) -> dict[str, Any]:
     }
 
 
-def sample_generator(generator: torch.nn.Module, n: int, z_dim: int, seed: int, device: torch.device) -> np.ndarray:
-    """``n`` samples from the common evaluation noise (the same z for every trial of a suite)."""
+def sample_generator(generator: torch.nn.Module, n: int, z_dim: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``n`` samples on the CPU from the common evaluation noise (the same z for every trial of a suite)."""
     rng = torch.Generator(device).manual_seed(seed)
     was_training = generator.training
     generator.eval()
     out = []
     with torch.no_grad():
-        for start in range(0, n, 4096):
-            z = torch.randn(min(4096, n - start), z_dim, generator=rng, device=device)
+        for start in range(0, n, 1024):
+            z = torch.randn(min(1024, n - start), z_dim, generator=rng, device=device)
             out.append(generator(z).float().cpu())
     generator.train(was_training)
-    return torch.cat(out).numpy()
+    return torch.cat(out)
 
 
-def evaluate(generator: torch.nn.Module, reference: Any, suite: Suite, device: torch.device) -> dict[str, float]:
-    samples = sample_generator(generator, suite.eval.num_samples, suite.model.z_dim, suite.eval.seed, device)
-    if not np.isfinite(samples).all():
-        return {"non_finite_samples": float((~np.isfinite(samples).all(1)).sum())}
-    return score(samples, reference, suite.eval.metrics, suite.eval.seed, suite.eval.options)
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] to uint8 pixels, the one conversion before image metrics."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
 
 
-def metrics_for(reference: Any, names: tuple[str, ...] = (), options: Mapping[str, Any] | None = None) -> list[Any]:
+def evaluate(generator: torch.nn.Module, reference: Any, metrics: list[Metric], suite: Suite,
+             device: torch.device) -> tuple[dict[str, float], dict[str, str]]:
+    x = sample_generator(generator, suite.eval.num_samples, suite.model.z_dim, suite.eval.seed, device)
+    if not torch.isfinite(x).all():
+        return {}, {"samples": f"{int((~torch.isfinite(x)).flatten(1).any(1).sum())} samples are not finite"}
+    samples = to_uint8(x).numpy() if reference.kind == "image" else x.numpy()
+    return score(samples, reference, metrics, suite.eval.seed)
+
+
+def metric_options(suite: Suite, runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """The suite's [eval.<metric>] tables with the run's overrides (weights path, GPU)."""
+    options = {name: dict(table) for name, table in suite.eval.options.items()}
+    metrics = get_plugins().metrics
+    if "fidelity" in metrics:
+        fields = {f.name for f in dataclasses.fields(metrics.get("fidelity").Config)}
+        fid = options.setdefault("fidelity", {})
+        if runtime.inception_weights and "weights" in fields:
+            fid["weights"] = runtime.inception_weights
+        if runtime.device == "cuda" and "cuda" in fields:
+            fid["cuda"] = True
+    return options
+
+
+def metrics_for(reference: Any, names: tuple[str, ...] = (), options: Mapping[str, Any] | None = None) -> list[Metric]:
     """The metrics named (default: all for ``reference``'s kind), configured from ``options``."""
     registry, options = get_plugins().metrics, options or {}
     chosen = names or tuple(e.name for e in registry if reference.kind in e.obj.kinds)
     return [registry.get(n)(make_config(registry.get(n).Config, options.get(n, {}), f"[eval.{n}]")) for n in chosen]
 
 
-def score(samples: np.ndarray, reference: Any, names: tuple[str, ...] = (), seed: int = 2024,
-          options: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Every metric for ``reference``'s kind (or those named) on ``samples``."""
+def score(samples: np.ndarray, reference: Any, metrics: list[Metric], seed: int = 2024
+          ) -> tuple[dict[str, float], dict[str, str]]:
+    """Every metric on ``samples``; a metric that cannot run (no weights offline...) is reported, not fatal."""
     values: dict[str, float] = {}
-    for metric in metrics_for(reference, names, options):
-        values.update(metric.compute(samples, reference, np.random.default_rng(seed)))
-    return values
+    errors: dict[str, str] = {}
+    for metric in metrics:
+        try:
+            values.update(metric.compute(samples, reference, np.random.default_rng(seed)))
+        except GbenchError as exc:
+            errors[metric.name] = str(exc)
+    return values, errors
 
 
 def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite) -> dict[str, Any] | None:

@@ -146,7 +146,21 @@ def test_jsd_metric_keys_and_values() -> None:
     far = m.compute(_draw(p, 2000) + 10.0, p, _rng())
     assert far["jsd_bits"] == pytest.approx(1.0, abs=1e-6)
     proto = m.protocol()
-    assert proto["units"] == "bits" and "bandwidth" in proto
+    assert proto["units"] == "bits" and "bandwidth_rule" in proto and proto["fit_fraction"] == 0.5
+
+
+def test_jsd_metric_config() -> None:
+    """The harness builds metrics as ``cls(cls.Config(**[eval.jsd] table))``."""
+    p = ring8()
+    m = JSDMetric(JSDMetric.Config(bandwidth=0.004, select_fraction=0.0))
+    out = m.compute(_draw(p, 2000), p, _rng())
+    assert abs(out["jsd_bits"]) < 0.05
+    assert m.protocol()["bandwidth"] == 0.004 and m.protocol()["bandwidth_rule"] == "fixed"
+    with pytest.raises(ValueError):
+        JSDMetric.Config(select_fraction=0.0)
+    with pytest.raises(ValueError):
+        JSDMetric.Config(eval_fraction=-0.1)
+    assert JSDMetric().config == JSDMetric.Config()
 
 
 def test_protocols_and_registration() -> None:

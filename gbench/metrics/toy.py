@@ -1,13 +1,14 @@
 """Built-in metrics for the 2-D toy mixtures (algorithms.md §7, §8(a)): mode coverage and achieved JSD."""
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from gbench.hookspecs import hookimpl
-from gbench.metrics import Metric
+from gbench.metrics import Metric, MetricConfig
 from gbench.metrics.jsd import jsd_to_known
 
 HQ_RADIUS_SIGMA = 3.0
@@ -97,6 +98,30 @@ class ModeMetrics(Metric):
         }
 
 
+@dataclass(frozen=True)
+class JSDConfig(MetricConfig):
+    """Settings of :class:`JSDMetric` (a suite's ``[eval.jsd]`` table); see ``jsd_to_known``."""
+
+    fit_fraction: float = 0.5  # share of the samples the KDE is fitted on
+    select_fraction: float = 0.2  # share used to choose the bandwidth by held-out likelihood
+    eval_fraction: float = 0.3  # fresh share the Monte-Carlo average runs over
+    h_min_factor: float = 0.1  # bandwidth grid starts at h_min_factor * min(sigma_p)
+    per_octave: int = 4  # grid points per factor 2 in h
+    cutoff: float = 4.0  # kernels summed out to cutoff * h
+    bandwidth: float | None = None  # fixed bandwidth (skips the selection) when set
+
+    def __post_init__(self) -> None:
+        fr = (self.fit_fraction, self.select_fraction, self.eval_fraction)
+        if min(fr) < 0 or self.fit_fraction <= 0 or self.eval_fraction <= 0:
+            raise ValueError(f"fractions must be >= 0 with fit and eval > 0, got {fr}")
+        if self.bandwidth is None and self.select_fraction <= 0:
+            raise ValueError("select_fraction must be > 0 unless a fixed bandwidth is given")
+        if self.h_min_factor <= 0 or self.per_octave < 1 or self.cutoff <= 0:
+            raise ValueError("h_min_factor and cutoff must be > 0 and per_octave >= 1")
+        if self.bandwidth is not None and not self.bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+
+
 class JSDMetric(Metric):
     """Achieved JSD(p, q) in bits between the known data mixture p and the generator (algorithms.md
     §8(a) method 1): exact p, Gaussian KDE for q with the bandwidth chosen by held-out likelihood,
@@ -106,35 +131,27 @@ class JSDMetric(Metric):
 
     name = "jsd"
     kinds = ("toy",)
-
-    def __init__(
-        self,
-        split: tuple[float, float, float] = (0.5, 0.2, 0.3),
-        h_min_factor: float = 0.1,
-        per_octave: int = 4,
-        cutoff: float = 4.0,
-    ) -> None:
-        self.split = tuple(float(s) for s in split)
-        self.h_min_factor = float(h_min_factor)
-        self.per_octave = int(per_octave)
-        self.cutoff = float(cutoff)
+    Config = JSDConfig
+    config: JSDConfig
 
     def compute(self, samples: np.ndarray, dataset: Any, rng: np.random.Generator) -> dict[str, float]:
+        c = self.config
         est = jsd_to_known(
-            dataset, samples, rng, split=self.split, h_min_factor=self.h_min_factor,
-            per_octave=self.per_octave, cutoff=self.cutoff,
+            dataset, samples, rng, split=(c.fit_fraction, c.select_fraction, c.eval_fraction),
+            bandwidth=c.bandwidth, h_min_factor=c.h_min_factor, per_octave=c.per_octave, cutoff=c.cutoff,
         )
         return {"jsd_bits": est.bits, "jsd_ci_low": est.ci_low, "jsd_ci_high": est.ci_high}
 
     def protocol(self) -> dict[str, Any]:
+        c = self.config
         return {
+            **asdict(c),
             "method": "exact p, isotropic Gaussian KDE for q, Monte-Carlo on fresh samples (algorithms.md §8(a).1)",
             "units": "bits",
-            "split_fit_select_eval": list(self.split),
-            "bandwidth": (
-                f"max held-out log-likelihood on grid {self.h_min_factor:g} * min(sigma_p) * 2^(k/{self.per_octave})"
+            "bandwidth_rule": (
+                "fixed" if c.bandwidth is not None else
+                f"max held-out log-likelihood on grid {c.h_min_factor:g} * min(sigma_p) * 2^(k/{c.per_octave})"
             ),
-            "kernel_cutoff_h": self.cutoff,
             "n_p": "exact draws from p, as many as evaluation samples",
             "ci": "bits +- 1.96 se, Monte-Carlo error only (not KDE fitting error)",
             "bias": "downward at small n (variational lower bound); raw value, may be slightly < 0",
@@ -147,4 +164,4 @@ def register_metrics(register) -> None:
     register(JSDMetric)
 
 
-__all__ = ["HQ_RADIUS_SIGMA", "JSDMetric", "ModeMetrics", "nearest_component"]
+__all__ = ["HQ_RADIUS_SIGMA", "JSDConfig", "JSDMetric", "ModeMetrics", "nearest_component"]
