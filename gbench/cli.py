@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 from tabulate import tabulate
 
 from gbench import __version__
 from gbench.errors import GbenchError
+from gbench.samples import load_samples
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -59,15 +59,22 @@ def cli() -> None:
 @click.option("--variants", callback=_csv(str), help="Only these variants (names or labels), comma-separated.")
 @click.option("--seeds", callback=_csv(int), help="Use these seeds instead of the suite's, e.g. 0,1,2.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Autocast the training step (fp16 only on cuda).")
+@click.option("--data-root", type=click.Path(file_okay=False), envvar="GBENCH_DATA_ROOT",
+              help="Where image datasets live (torchvision layout) [env GBENCH_DATA_ROOT; else the suite's].")
+@click.option("--inception-weights", type=click.Path(dir_okay=False),
+              help="Local Inception weights for FID/IS/KID (sha256-checked) [env GBENCH_INCEPTION_WEIGHTS].")
 @click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished trials.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
 def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
-        resume: bool, quiet: bool) -> None:
+        precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool) -> None:
     """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table."""
     from gbench.report import render
     from gbench.results import load_results
     from gbench.runner import run_suite
     from gbench.suite import load_suite
+    from gbench.trial import Runtime
 
     if seeds is not None and (not seeds or any(s < 0 for s in seeds)):
         raise GbenchError("--seeds must list non-negative integers")
@@ -75,7 +82,8 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
     if resume and out is None:
         raise GbenchError("--resume needs --out DIR (the run to continue)")
     out = out or Path("runs") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_suite(loaded, out, device=device, resume=resume, quiet=quiet)
+    runtime = Runtime(device, precision, data_root, inception_weights)
+    run_suite(loaded, out, runtime, resume=resume, quiet=quiet)
     if not quiet:
         manifest, results = load_results(out)
         click.echo(render(manifest, results, "github"))
@@ -145,36 +153,39 @@ def suites() -> None:
 @click.argument("samples", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--seed", default=2024, show_default=True, help="Seed of the estimators' resampling.")
-def score(dataset: str, samples: Path, as_json: bool, seed: int) -> None:
-    """Score externally produced SAMPLES.npy (N x 2) against a toy DATASET."""
-    from gbench.plugins import get_plugins
-    from gbench.trial import metrics_for, score as score_samples
+@click.option("--metrics", "names", callback=_csv(str), help="Only these metrics (default: all for the dataset).")
+@click.option("--reference-split", type=click.Choice(["train", "test"]), help="Image reference split [metric default].")
+@click.option("--data-root", type=click.Path(file_okay=False), envvar="GBENCH_DATA_ROOT", help="Image data root.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), help="Local Inception weights (sha256-checked).")
+def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str] | None,
+          reference_split: str | None, data_root: str | None, inception_weights: str | None) -> None:
+    """Score externally produced SAMPLES against DATASET, with gbench's protocol record.
 
-    law = get_plugins().datasets.get(dataset)()
-    x = _load_samples(samples, law.data_shape)
-    values = score_samples(x, law, seed=seed)
+    Toys: an N x 2 .npy array. Images: an .npz (the array named x, samples or images, else the
+    first), an .npy, or a folder of images; uint8 pixels, NHWC or NCHW.
+    """
+    from gbench.suite import DatasetSpec
+    from gbench.trial import build_dataset, metrics_for, score as score_samples
+
+    law = build_dataset(DatasetSpec(name=dataset), data_root)
+    x = load_samples(samples, law)
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in (("reference_split", reference_split), ("weights", inception_weights)):
+        if value:
+            options.setdefault("fidelity", {})[key] = value
+    metrics = metrics_for(law, tuple(names or ()), options)
+    values, errors = score_samples(x, law, metrics, seed)
     protocol = {"dataset": dataset, "samples": len(x), "seed": seed, "file": str(samples),
-                "metrics": {m.name: m.protocol() for m in metrics_for(law)}}
+                "metrics": {m.name: m.protocol() for m in metrics}}
     if as_json:
-        click.echo(json.dumps({"metrics": values, "protocol": protocol}, indent=2, default=str))
+        click.echo(json.dumps({"metrics": values, "errors": errors, "protocol": protocol}, indent=2, default=str))
     else:
         click.echo(tabulate(sorted(values.items()), ["metric", "value"], floatfmt=".4f"))
+        for name, message in errors.items():
+            click.echo(f"{name}: not computed: {message}")
         click.echo(f"\n{len(x)} samples from {samples} against {dataset}, seed {seed}")
-
-
-def _load_samples(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise GbenchError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise GbenchError(f"{path}: not a readable .npy array ({exc})") from None
-    if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape) or len(x) == 0:
-        want = "N x " + " x ".join(map(str, shape))
-        raise GbenchError(f"{path}: expected an array of shape {want}, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-        raise GbenchError(f"{path}: samples must be finite numbers")
-    return x.astype(np.float64)
+    if errors and not values:
+        raise GbenchError("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
 def main() -> None:
