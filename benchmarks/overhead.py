@@ -1,20 +1,27 @@
 """Harness overhead: a training step through gbench against a bare PyTorch loop.
 
-Same models (the toy MLP backbone), same batch, same SGAN losses, same data and initial weights;
-the two are timed in alternating rounds in one process and the median of each is compared.
-Usage: python benchmarks/overhead.py [--steps 300] [--rounds 7]. The last line is the ratio.
+Two settings, each with the same models, batch, SGAN losses, data and initial weights in both loops:
+the toy MLP backbone on ring8 and the 32x32 CNN backbone (SN-GAN's standard CNN, spectral
+normalisation in D) on CIFAR-10 images from /work/shared/data/cifar10.npz (or $GBENCH_CIFAR10) if
+present, else random images in [-1, 1]. Both loops get float data in [-1, 1]. The two loops are
+timed in alternating rounds in one process and the median of each is compared.
+Usage: python benchmarks/overhead.py [--steps 300] [--rounds 7] [--cnn-steps 3] [--cnn-rounds 5]
+(--cnn-rounds 0 skips the CNN). Each setting prints its ratio; the last line is the worst of them.
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import os
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gbench.backbones import MLPBackbone
+from gbench.backbones import CNNBackbone, MLPBackbone
 from gbench.budget import Meter
 from gbench.loop import BatchStream, train
 from gbench.suite import Budget
@@ -22,17 +29,19 @@ from gbench.toy import ring8
 from gbench.variant import Nets
 from gbench_plugins.sgan import SGAN
 
+CIFAR10 = Path(os.environ.get("GBENCH_CIFAR10", "/work/shared/data/cifar10.npz"))
 
-def make(backbone: MLPBackbone, batch: int):
+
+def make(backbone: Any, lr: float):
     torch.manual_seed(0)
     G, D = backbone.generator(), backbone.discriminator()
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     return G, D, opt_g, opt_d
 
 
-def run_gbench(backbone: MLPBackbone, data: torch.Tensor, steps: int, batch: int) -> float:
-    G, D, opt_g, opt_d = make(backbone, batch)
+def run_gbench(backbone: Any, data: torch.Tensor, steps: int, batch: int, lr: float) -> float:
+    G, D, opt_g, opt_d = make(backbone, lr)
     stream = BatchStream(data, batch, torch.Generator().manual_seed(1))
     z_rng = torch.Generator().manual_seed(2)
     t0 = time.perf_counter()
@@ -42,8 +51,8 @@ def run_gbench(backbone: MLPBackbone, data: torch.Tensor, steps: int, batch: int
     return (time.perf_counter() - t0) / steps
 
 
-def run_bare(backbone: MLPBackbone, data: torch.Tensor, steps: int, batch: int) -> float:
-    G, D, opt_g, opt_d = make(backbone, batch)
+def run_bare(backbone: Any, data: torch.Tensor, steps: int, batch: int, lr: float) -> float:
+    G, D, opt_g, opt_d = make(backbone, lr)
     data_rng, z_rng = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     order, pos = torch.randperm(len(data), generator=data_rng), 0
 
@@ -72,25 +81,56 @@ def run_bare(backbone: MLPBackbone, data: torch.Tensor, steps: int, batch: int) 
     return (time.perf_counter() - t0) / steps
 
 
+def compare(label: str, backbone: Any, data: torch.Tensor, steps: int, rounds: int, batch: int, lr: float,
+            warmup: int) -> float:
+    """Alternate bare and gbench rounds of ``steps`` steps; print and return the ratio of the medians."""
+    run_gbench(backbone, data, warmup, batch, lr), run_bare(backbone, data, warmup, batch, lr)
+    bare, ours = [], []
+    for _ in range(rounds):
+        bare.append(run_bare(backbone, data, steps, batch, lr))
+        ours.append(run_gbench(backbone, data, steps, batch, lr))
+    b, g = statistics.median(bare), statistics.median(ours)
+    print(f"{label}, batch {batch}, {steps} steps x {rounds} rounds, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"  bare PyTorch loop: {b * 1e3:.3f} ms/step (median)")
+    print(f"  gbench loop:       {g * 1e3:.3f} ms/step (median)")
+    print(f"  ratio gbench/bare: {g / b:.3f}", flush=True)
+    return g / b
+
+
+def images(n: int) -> tuple[torch.Tensor, str]:
+    """``n`` float images (n, 3, 32, 32) in [-1, 1]: a random CIFAR-10 subset if the file is here."""
+    if CIFAR10.exists():
+        with np.load(CIFAR10) as npz:
+            x = npz["x_train"]
+        idx = np.random.default_rng(0).choice(len(x), size=min(n, len(x)), replace=False)
+        x = torch.from_numpy(x[np.sort(idx)]).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
+        return x, f"{len(x)} CIFAR-10 images"
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1, f"{n} random images"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=300, help="toy MLP: steps per round")
+    parser.add_argument("--rounds", type=int, default=7, help="toy MLP: rounds per loop")
+    parser.add_argument("--batch", type=int, default=128, help="toy MLP: batch size")
+    parser.add_argument("--cnn-steps", type=int, default=3, help="32x32 CNN: steps per round")
+    parser.add_argument("--cnn-rounds", type=int, default=5, help="32x32 CNN: rounds per loop (0: skip)")
+    parser.add_argument("--cnn-batch", type=int, default=32, help="32x32 CNN: batch size")
+    parser.add_argument("--cnn-channels", type=int, default=64, help="32x32 CNN: g_channels = d_channels")
+    parser.add_argument("--cnn-images", type=int, default=4096, help="32x32 CNN: training images")
     args = parser.parse_args()
-    backbone = MLPBackbone(z_dim=2, g_hidden=128, d_hidden=128, depth=3)
+
+    toy = MLPBackbone(z_dim=2, g_hidden=128, d_hidden=128, depth=3)
     data = ring8().sample(50_000, torch.Generator().manual_seed(0))
-    run_gbench(backbone, data, 50, args.batch), run_bare(backbone, data, 50, args.batch)  # warm-up
-    bare, ours = [], []
-    for _ in range(args.rounds):
-        bare.append(run_bare(backbone, data, args.steps, args.batch))
-        ours.append(run_gbench(backbone, data, args.steps, args.batch))
-    b, g = statistics.median(bare), statistics.median(ours)
-    print(f"toy MLP (3x128), batch {args.batch}, {args.steps} steps x {args.rounds} rounds, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"bare PyTorch loop: {b * 1e3:.3f} ms/step (median)")
-    print(f"gbench loop:       {g * 1e3:.3f} ms/step (median)")
-    print(f"ratio gbench/bare: {g / b:.3f}")
+    ratios = [compare("toy MLP (3x128)", toy, data, args.steps, args.rounds, args.batch, 1e-3, warmup=50)]
+
+    if args.cnn_rounds > 0:
+        cnn = CNNBackbone(g_channels=args.cnn_channels, d_channels=args.cnn_channels)  # z_dim 128, SN in D
+        x, what = images(args.cnn_images)
+        label = f"32x32 CNN (standard CNN, {args.cnn_channels} channels, SN D), {what}"
+        ratios.append(compare(label, cnn, x, args.cnn_steps, args.cnn_rounds, args.cnn_batch, 2e-4, warmup=1))
+    print(f"ratio gbench/bare (worst of {len(ratios)}): {max(ratios):.3f}")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def train(
             losses = []
             finite = torch.isfinite(window).all(1)
             if not finite.all():
-                outcome.diverged_at = step - len(window) + int((~finite).nonzero()[0])
+                outcome.diverged_at = step - len(window) + 1 + int((~finite).nonzero()[0])
                 used.stopped_by = "diverged"
                 break
             d_mean, g_mean = window.mean(0).tolist()

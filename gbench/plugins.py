@@ -20,7 +20,10 @@ from gbench.registry import Registry
 ENTRY_POINT_GROUP = "gbench"
 DEFAULT_PLUGINS = (
     "gbench.toy",
+    "gbench.images",
     "gbench.metrics.toy",
+    "gbench.metrics.fidelity",
+    "gbench.metrics.classifier_jsd",
     "gbench_plugins.sgan",
     "gbench_plugins.rsgan",
     "gbench_plugins.tgan",

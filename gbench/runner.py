@@ -33,6 +33,8 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
     """Run every trial of ``suite`` into ``out``; returns all results, earlier finished ones included."""
     check_runtime(runtime)
     manifest_path = out / MANIFEST
+    trials = trials_of(suite)
+    trial_ids = [t.id for t in trials]
     if manifest_path.exists():
         if not resume:
             raise GbenchError(f"{out} already holds a run; pass --resume to finish it, or choose another --out")
@@ -40,7 +42,7 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
         if old.get("suite_hash") != suite.hash:
             raise GbenchError(f"{out} holds a run of a different suite ({old.get('suite')!r}, hash {old.get('suite_hash')}); "
                               "choose another --out")
-    trials = trials_of(suite)
+        trial_ids = old["trials"] + [t for t in trial_ids if t not in old["trials"]]  # e.g. more seeds
     info = provenance(runtime.device)
     write_json(manifest_path, {
         "schema": SCHEMA,
@@ -49,8 +51,7 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
         "suite_hash": suite.hash,
         "suite_content": suite.raw,
         "variants": [v.label for v in suite.variants],
-        "seeds": list(suite.seeds),
-        "trials": [t.id for t in trials],
+        "trials": trial_ids,
         "runtime": dataclasses.asdict(runtime),
         "provenance": info,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

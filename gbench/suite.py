@@ -59,7 +59,7 @@ class Model:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str = ""  # a registered dataset; or give `mixture`
-    mixture: tuple[tuple[str, float], ...] = ()  # ((name, weight), ...): train on sum_l a_l p_l
+    mixture: tuple[tuple[str, float, Mapping[str, Any]], ...] = ()  # (name, weight, options): sum_l a_l p_l
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset factory
     reference: str = ""  # score against this registered dataset instead of the training law
     train_size: int = 50_000  # a fixed training set, drawn once with `seed` (Welfert et al. 2023)
@@ -67,7 +67,7 @@ class DatasetSpec:
 
     @property
     def label(self) -> str:
-        return self.name or "+".join(f"{w:g}*{n}" for n, w in self.mixture)
+        return self.name or "+".join(f"{w:g}*{n}" for n, w, _ in self.mixture)
 
 
 @dataclass(frozen=True)
@@ -242,16 +242,18 @@ def _dataset(raw: Any, plugins: Any, where: str) -> DatasetSpec:
     spec = _table(DatasetSpec, raw, ctx)
     if bool(spec.name) == bool(mixture):
         raise GbenchError(f"{ctx}: give exactly one of 'name' or 'mixture'")
-    parts: list[tuple[str, float]] = []
+    parts: list[tuple[str, float, Mapping[str, Any]]] = []
     for part in mixture:
         if not isinstance(part, dict):
             raise GbenchError(f"{ctx}: each mixture entry is a table {{name = ..., weight = ...}}")
-        _check_keys(part, {"name", "weight"}, f"{ctx} mixture")
+        _check_keys(part, {"name", "weight", "options"}, f"{ctx} mixture")
         weight = part.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or weight <= 0:
             raise GbenchError(f"{ctx}: mixture weights must be positive, got {weight!r}")
-        parts.append((part.get("name", ""), float(weight)))
-    for dname in [spec.name, spec.reference] + [n for n, _ in parts]:
+        if not isinstance(part.get("options", {}), dict):
+            raise GbenchError(f"{ctx}: a mixture entry's 'options' must be a table")
+        parts.append((part.get("name", ""), float(weight), part.get("options", {})))
+    for dname in [spec.name, spec.reference] + [n for n, _, _ in parts]:
         if dname:
             try:
                 plugins.datasets.entry(dname)

@@ -62,8 +62,8 @@ def build_dataset(spec: DatasetSpec, data_root: str | None = None) -> Any:
     """The training law of ``spec``: a registered dataset or a weighted mixture of them."""
     if spec.name:
         return _open(spec.name, spec.options, data_root)
-    parts = [_open(name, spec.options, data_root) for name, _ in spec.mixture]
-    weights = [w for _, w in spec.mixture]
+    parts = [_open(name, {**spec.options, **options}, data_root) for name, _, options in spec.mixture]
+    weights = [w for _, w, _ in spec.mixture]
     if all(isinstance(p, ToyMixture) for p in parts):
         return ToyMixture.mix(parts, weights)
     from gbench.images import ImageMixture
@@ -85,6 +85,10 @@ def _open(name: str, options: Mapping[str, Any], data_root: str | None) -> Any:
         raise GbenchError(f"dataset {name!r}: unknown option {unknown[0]!r} (it takes: {', '.join(params) or 'none'})")
     if data_root and "root" in params:
         kwargs["root"] = data_root
+    missing = [p.name for p in params.values() if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD
+               and p.name not in kwargs]
+    if missing:
+        raise GbenchError(f"dataset {name!r} needs the option {missing[0]!r} ([dataset] options.{missing[0]} = ...)")
     return factory(**kwargs)
 
 

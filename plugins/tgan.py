@@ -4,7 +4,9 @@ The critic is pairwise, T(a, b) = D(E(a) - E(b)), and classifies ordered pairs: 
 labelled 1 and (fake, real) is labelled 0; the generator swaps the labels, so it uses the real
 batch too. Following the official Keras code (bojone/T-GANs), E is the shared critic body and D a
 small MLP (SN Linear -> LeakyReLU(0.1) -> SN Linear without bias), with spectral normalisation on
-every weight of E and D; it is the only Lipschitz control of T-WGAN (no gradient penalty).
+every weight of E and D; it is the only Lipschitz control of T-WGAN (no gradient penalty). On the
+32x32 CNN backbone E is its SN conv stack (flattened, no global pooling); where that body has
+BatchNorm (``arch = "dcgan"``) the BN gammas are spectrally normalised too, as in the official code.
 
 T-SGAN:  L_T = E[-log sigma(t_rf) - log(1 - sigma(t_fr))],  L_G = E[-log(1 - sigma(t_rf)) - log sigma(t_fr)]
 T-WGAN:  L_T = -E[t_rf - t_fr],                              L_G = -E[t_fr - t_rf]
@@ -23,6 +25,7 @@ from torch import nn
 import gbench
 
 LOSSES = ("sgan", "wgan")
+DEFAULT_HEAD_HIDDEN = 256  # cap on D's width by default: Dense256 in the official CIFAR-10 script
 
 
 def sgan_d_loss(t_rf: torch.Tensor, t_fr: torch.Tensor) -> torch.Tensor:
@@ -55,9 +58,13 @@ class PairwiseCritic(nn.Module):
 
     @classmethod
     def from_backbone(cls, backbone: Any, hidden: int = 0) -> "PairwiseCritic":
-        """E = the backbone's critic body and D = SN Linear -> LeakyReLU(0.1) -> SN Linear (no bias)."""
+        """E = the backbone's critic body and D = SN Linear -> LeakyReLU(0.1) -> SN Linear (no bias).
+
+        D's hidden width is ``hidden``, or min(feature_dim, 256) when 0: the MLP body's width on
+        toys, and 256 on the 32x32 CNN, whose flattened 4x4x512 features would otherwise make D an
+        8192 x 8192 layer (the official CIFAR-10 script uses Dense256)."""
         features = backbone.feature_dim
-        hidden = hidden or features
+        hidden = hidden or min(features, DEFAULT_HEAD_HIDDEN)
         head = nn.Sequential(
             gbench.maybe_sn(nn.Linear(features, hidden), True),
             nn.LeakyReLU(0.1),
@@ -78,7 +85,7 @@ class PairwiseCritic(nn.Module):
 @dataclass(frozen=True)
 class TGANConfig(gbench.VariantConfig):
     loss: str = "sgan"  # "sgan" (T-SGAN, pair classification) or "wgan" (T-WGAN, SN-constrained)
-    head_hidden: int = 0  # width of the MLP head D on E(a) - E(b); 0 = the backbone's feature_dim
+    head_hidden: int = 0  # width of the MLP head D on E(a) - E(b); 0 = min(backbone feature_dim, 256)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

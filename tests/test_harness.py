@@ -14,7 +14,7 @@ from gbench.errors import GbenchError
 from gbench.results import load_results, trial_path
 from gbench.runner import run_suite
 from gbench.suite import parse_suite
-from gbench.trial import run_trial, trials_of
+from gbench.trial import Runtime, run_trial, trials_of
 from gbench_plugins.sgan import SGAN
 
 
@@ -129,8 +129,12 @@ def test_resume_skips_finished_trials_and_refuses_to_overwrite(tmp_path: Path):
     first = trial_path(tmp_path, "sgan-seed0").read_text()
     run_suite(suite.select(seeds=[0]), tmp_path, resume=True, quiet=True)
     assert trial_path(tmp_path, "sgan-seed0").read_text() == first
+    run_suite(suite, tmp_path, resume=True, quiet=True)  # more seeds of the same suite extend the run
+    manifest, results = load_results(tmp_path)
+    assert manifest["trials"] == ["sgan-seed0", "sgan-seed1"] and len(results) == 2
+    assert trial_path(tmp_path, "sgan-seed0").read_text() == first
     with pytest.raises(GbenchError, match="different suite"):
-        run_suite(suite, tmp_path, resume=True, quiet=True)
+        run_suite(tiny_suite(budget={"g_steps": 31}), tmp_path, resume=True, quiet=True)
 
 
 def test_failed_trials_are_retried_on_resume(tmp_path: Path):
@@ -158,4 +162,4 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path: Path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(GbenchError, match="no CUDA device"):
-        run_suite(tiny_suite(), tmp_path, device="cuda", quiet=True)
+        run_suite(tiny_suite(), tmp_path, Runtime(device="cuda"), quiet=True)

@@ -81,6 +81,6 @@ def test_missing_and_malformed_files(tmp_path: Path):
 def test_mixture_dataset_and_hash_ignores_path(tmp_path: Path):
     raw = {"variants": ["sgan"], "dataset": {"mixture": [{"name": "ring8", "weight": 3}, {"name": "grid25"}]}}
     a, b = parse_suite(raw, "a.toml"), parse_suite(raw, "b.toml")
-    assert a.dataset.mixture == (("ring8", 3.0), ("grid25", 1.0))
+    assert a.dataset.mixture == (("ring8", 3.0, {}), ("grid25", 1.0, {}))
     assert a.hash == b.hash
     assert parse_suite({**raw, "seeds": [1]}, "a.toml").hash != a.hash

@@ -67,12 +67,93 @@ def test_perturb_real_does_not_touch_global_rng():
     assert torch.equal(torch.rand(1), before)
 
 
-def test_perturb_real_works_on_image_shaped_batches():
-    variant = _variant(delta=0.5, noise_scale=0.1)
-    x = torch.zeros(400, 3, 4, 4)
-    y = variant.perturb_real(x, torch.Generator().manual_seed(0))
-    per_image = (y != 0).flatten(1)
-    assert bool((per_image.all(1) | (~per_image).all(1)).all())  # whole images perturbed or left alone
+def _images(n, seed=0):
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _bounding_box(mask):
+    """(rows, cols) spanned by the True entries of a 2-D mask."""
+    rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+    return rows.min().item(), rows.max().item() + 1, cols.min().item(), cols.max().item() + 1
+
+
+def test_images_get_one_random_patch_replaced():
+    variant = _variant(delta=0.2)
+    eps, n = variant.epsilon, 4000
+    x = _images(n)
+    y = variant.perturb_real(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+    changed = (y != x).flatten(1).any(1)
+    assert abs(changed.sum().item() - n * eps) < 5 * math.sqrt(n * eps * (1 - eps))
+    assert torch.equal(y[~changed], x[~changed])  # the others are left exactly as they were
+    corners = set()
+    for i in changed.nonzero().flatten().tolist():
+        diff = (y[i] != x[i]).any(0)  # (32, 32): positions changed in some channel
+        top, bottom, left, right = _bounding_box(diff)
+        assert bottom - top <= 8 and right - left <= 8  # only inside one 8x8 square
+        assert diff.sum().item() >= 60  # and (almost) all of it: U(-1, 1) noise has no atom
+        corners.add((top, left))
+    assert len(corners) > 100  # the patch moves around the image
+
+
+def test_patch_noise_is_uniform_on_minus_one_one():
+    variant = _variant(delta=1.0)
+    x = torch.zeros(500, 3, 32, 32)
+    y = variant.perturb_real(x, torch.Generator().manual_seed(2))
+    assert bool(((y != 0).flatten(1).sum(1) == 3 * 64).all())  # exactly one 8x8 patch, all channels
+    values = y[y != 0]
+    assert values.min() >= -1 and values.max() <= 1
+    assert values.mean().abs().item() < 0.01
+    assert values.var().item() == pytest.approx(1 / 3, rel=0.02)
+
+
+def test_patch_size_is_configurable_and_clipped_to_the_image():
+    x = torch.zeros(200, 1, 32, 32)
+    y = _variant(delta=1.0, patch_size=4).perturb_real(x, torch.Generator().manual_seed(3))
+    assert bool(((y != 0).flatten(1).sum(1) == 16).all())
+    small = torch.zeros(50, 3, 4, 4)  # a patch larger than the image covers all of it
+    y = _variant(delta=1.0).perturb_real(small, torch.Generator().manual_seed(3))
+    assert bool((y != 0).all())
+
+
+def test_pixel_noise_hits_five_percent_of_pixels_then_clips():
+    variant = _variant(delta=0.5, image_noise="pixels", noise_scale=2.0)
+    eps, n = variant.epsilon, 2000
+    x = _images(n, seed=4)
+    y = variant.perturb_real(x, torch.Generator().manual_seed(5))
+    assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+    changed = (y != x).flatten(1).any(1)
+    assert abs(changed.sum().item() - n * eps) < 5 * math.sqrt(n * eps * (1 - eps))
+    assert torch.equal(y[~changed], x[~changed])
+    positions = (y != x).any(1).flatten(1).sum(1)[changed]  # changed pixel positions per image
+    assert int(positions.max()) <= round(0.05 * 32 * 32) == 51
+    assert float(positions.float().mean()) > 49  # a position is unchanged only if clipping undoes it
+
+
+def test_image_perturbation_is_deterministic_given_the_generator():
+    x = _images(64)
+    for mode in ("patch", "pixels"):
+        variant = _variant(delta=0.3, image_noise=mode)
+        a = variant.perturb_real(x, torch.Generator().manual_seed(7))
+        b = variant.perturb_real(x, torch.Generator().manual_seed(7))
+        c = variant.perturb_real(x, torch.Generator().manual_seed(8))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_image_perturbation_does_not_touch_global_rng():
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    torch.manual_seed(3)
+    for mode in ("patch", "pixels"):
+        _variant(delta=0.3, image_noise=mode).perturb_real(_images(16), torch.Generator().manual_seed(0))
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(1), before)
+
+
+def test_image_delta_zero_is_the_identity():
+    x = _images(32)
+    assert torch.equal(_variant(delta=0.0).perturb_real(x, torch.Generator().manual_seed(0)), x)
 
 
 def test_delta_zero_is_the_identity():
@@ -150,6 +231,7 @@ def test_describe():
     assert info["variant"] == "delta-gan" and info["base"] == "rsgan"
     assert info["delta"] == 0.2 and info["noise_scale"] == 1.0
     assert info["eps"] == pytest.approx(0.3471, abs=6e-5)
+    assert info["image_noise"] == "patch" and info["patch_size"] == 8 and info["pixel_fraction"] == 0.05
     assert info["base_config"] == {"average": False}
 
 
@@ -167,7 +249,9 @@ def test_config_validation():
     assert cfg.delta == 0.0 and cfg.noise_scale == 2.0
     with pytest.raises(gbench.GbenchError, match="suite.toml"):
         make_config(DeltaGANConfig, {"eps": 0.1}, "suite.toml")
-    for bad in ({"delta": 1.5}, {"delta": -0.1}, {"noise_scale": -1.0}, {"base": 3}):
+    assert make_config(DeltaGANConfig, {"image_noise": "pixels", "patch_size": 4}, "suite.toml").patch_size == 4
+    for bad in ({"delta": 1.5}, {"delta": -0.1}, {"noise_scale": -1.0}, {"base": 3}, {"image_noise": "blur"},
+                {"patch_size": 0}, {"pixel_fraction": 0.0}, {"pixel_fraction": 1.5}):
         with pytest.raises(gbench.GbenchError):
             make_config(DeltaGANConfig, bad, "suite.toml")
 
