@@ -134,6 +134,6 @@ def _title(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str) ->
 def _footnote(fmt: str) -> str:
     text = ("mean ± half-width of the 95% t-interval over seeds. modes: components with a sample within 3σ; "
             "HQ %: samples within 3σ of their component; rev. KL: KL(assignment histogram ‖ mixture weights), "
-            "nats; JSD: against the exact data density, bits (KDE estimate; biased upward at small n). "
+            "nats; JSD: against the exact data density, bits (KDE-based lower-bound estimate, slightly low at small n). "
             "within target: yes if the 95% interval of the achieved JSD lies below δ, no if above, else unclear.")
     return f"% {text}" if fmt == "latex" else text
