@@ -70,6 +70,7 @@ def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> di
     delta = targets[0]["jsd"]
     achieved = mean_ci(r["metrics"].get("jsd_bits") for r in ok)
     p_pdelta = mean_ci(t.get("jsd_p_pdelta") for t in targets)
+    pdelta_pg = mean_ci(t.get("jsd_pdelta_pg") for t in targets)
     if achieved["mean"] is None:
         verdict = "no result"
     elif achieved["ci_high"] is None:
@@ -80,7 +81,8 @@ def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> di
         verdict = "no"
     else:
         verdict = "unclear"
-    return {"delta": delta, "jsd_p_pdelta": p_pdelta, "achieved": achieved, "within_target": verdict}
+    return {"delta": delta, "jsd_p_pdelta": p_pdelta, "jsd_pdelta_pg": pdelta_pg, "achieved": achieved,
+            "within_target": verdict}
 
 
 def _fmt(s: dict[str, Any], decimals: int) -> str:
@@ -109,9 +111,12 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
     parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
     delta_rows = [r for r in rows if r["target"]]
     if delta_rows:
-        dheaders = ["variant", "target δ (bits)", "JSD(p, p_δ)", "achieved JSD(p, p_g)", "within target"]
-        dtable = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3),
-                   _fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
+        images = any(r["target"]["jsd_pdelta_pg"]["n"] for r in delta_rows)
+        dheaders = ["variant", "target δ (bits)", "JSD(p, p_δ)"] + (["JSD(p_δ, p_g)"] if images else []) + [
+            "achieved JSD(p, p_g)", "within target"]
+        dtable = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3)]
+                  + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
+                  + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
         parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
     parts.append(_footnote(fmt))
     return "\n\n".join(parts)

@@ -160,7 +160,7 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None)
         "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
         "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
         "evaluations": evaluations,
-        "target": _target(variant, dataset, reference, suite),
+        "target": _target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
         "consumed": used.as_dict(),
         "loss_curve": outcome.loss_curve,
         "variant_config": variant.describe(),
@@ -255,16 +255,43 @@ def score(samples: np.ndarray, reference: Any, metrics: list[Metric], seed: int 
     return values, errors
 
 
-def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite) -> dict[str, Any] | None:
-    """For a variant that controls JSD(p, p_g): the target and the exact JSD(p, p_delta) of its stream."""
+def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite, nets: Nets, metrics: list[Metric],
+            device: torch.device, finished: bool) -> dict[str, Any] | None:
+    """For a variant that controls JSD(p, p_g): its target and the divergences of its training stream.
+
+    Toys: the exact JSD(p, p_delta) by Monte Carlo with both densities known. Images: classifier
+    lower bounds JSD(p, p_delta) and JSD(p_delta, p_g) on the ``classifier-jsd`` metric's features,
+    p_delta being the training stream after the variant's perturbation.
+    """
     if variant.target_jsd is None:
         return None
     target: dict[str, Any] = {"jsd": variant.target_jsd}
+    n, seed = suite.eval.num_samples, suite.eval.seed
     law = variant.training_law(dataset)
     if isinstance(law, ToyMixture) and isinstance(reference, ToyMixture):
-        g = torch.Generator().manual_seed(suite.eval.seed)
-        n = suite.eval.num_samples
-        x_p, x_q = reference.sample(n, g).numpy(), law.sample(n, g).numpy()
-        est = jsd_mc(reference.log_prob, law.log_prob, x_p, x_q)
+        g = torch.Generator().manual_seed(seed)
+        est = jsd_mc(reference.log_prob, law.log_prob, reference.sample(n, g).numpy(), law.sample(n, g).numpy())
         target.update(jsd_p_pdelta=est.bits, jsd_p_pdelta_ci=[est.ci_low, est.ci_high])
+    elif reference.kind == "image":
+        jsd_metric = next((m for m in metrics if m.name == "classifier-jsd"), None)
+        if jsd_metric is None:
+            target["note"] = "add the classifier-jsd metric to measure JSD(p, p_delta) and JSD(p_delta, p_g)"
+            return target
+        from gbench.metrics.classifier_jsd import image_jsd
+
+        rng = torch.Generator().manual_seed(seed)
+        p_images = reference.images(jsd_metric.config.reference_split)
+        p_images = p_images[torch.randperm(len(p_images), generator=rng)[:n]]
+        stream = dataset.training_set(n, seed).float().div_(127.5).sub_(1.0)
+        p_delta = to_uint8(variant.perturb_real(stream, rng))
+        try:
+            for key, (a, b) in {"jsd_p_pdelta": (p_images, p_delta), "jsd_pdelta_pg": (p_delta, None)}.items():
+                if b is None:
+                    if not finished:
+                        continue
+                    b = to_uint8(sample_generator(nets.generator, n, suite.model.z_dim, seed, device))
+                est = image_jsd(a, b, jsd_metric.config, seed)
+                target.update({key: est["jsd_bits"], f"{key}_ci": [est["jsd_ci_low"], est["jsd_ci_high"]]})
+        except GbenchError as exc:
+            target["error"] = str(exc)
     return target

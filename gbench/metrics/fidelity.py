@@ -525,6 +525,7 @@ class FidelityMetric(Metric):
 
         c = self.config
         seed = jsd_seed(rng)
+        self._last = {}  # a failed evaluation must not leave an earlier one's record
         if getattr(dataset, "kind", None) != "image":
             raise GbenchError(f"fidelity needs an image dataset, got kind {getattr(dataset, 'kind', None)!r}")
         images = check_images(samples, "fidelity samples", getattr(dataset, "data_shape", None))
@@ -583,7 +584,7 @@ class FidelityMetric(Metric):
             "kid_subset_size": c.kid_subset_size,
             "rng_seed": 2020,  # torch-fidelity's default, used for the IS shuffle and the KID subsets
             "samples_shuffle": True,
-            "jsd": jsd_info,
+            "jsd_estimate": jsd_info,  # seed, folds, per-class n, layer (None: jsd off)
         }
         return out
 
