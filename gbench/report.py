@@ -20,6 +20,12 @@ METRIC_COLUMNS = (
     ("hq_percent", "HQ %", 1),
     ("reverse_kl", "rev. KL", 3),
     ("jsd_bits", "JSD (bits)", 3),
+    ("fid", "FID", 2),
+    ("isc_mean", "IS", 2),
+    ("kid_mean", "KID", 4),
+    ("nonstd_fid", "FID* (non-standard weights)", 2),
+    ("nonstd_isc_mean", "IS* (non-standard weights)", 2),
+    ("nonstd_kid_mean", "KID* (non-standard weights)", 4),
 )
 BUDGET_COLUMNS = (("g_steps", "G steps", 0), ("device_seconds", "device-s", 1))
 
@@ -118,7 +124,8 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
                   + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
                   + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
         parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
-    parts.append(_footnote(fmt))
+    kinds = {r.get("data_kind", "toy") for r in results}
+    parts.append(_footnote(fmt, present, kinds))
     return "\n\n".join(parts)
 
 
@@ -136,9 +143,24 @@ def _title(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str) ->
     return f"% {text}" if fmt == "latex" else text
 
 
-def _footnote(fmt: str) -> str:
-    text = ("mean ± half-width of the 95% t-interval over seeds. modes: components with a sample within 3σ; "
-            "HQ %: samples within 3σ of their component; rev. KL: KL(assignment histogram ‖ mixture weights), "
-            "nats; JSD: against the exact data density, bits (KDE-based lower-bound estimate, slightly low at small n). "
-            "within target: yes if the 95% interval of the achieved JSD lies below δ, no if above, else unclear.")
+NOTES = {
+    "modes": "modes: components with a sample within 3σ",
+    "hq_percent": "HQ %: samples within 3σ of their component",
+    "reverse_kl": "rev. KL: KL(assignment histogram ‖ mixture weights), nats",
+    "fid": "FID, IS, KID: torch-fidelity with the official Inception weights (sha256-checked)",
+    "nonstd_fid": "* computed with NON-STANDARD feature weights: not comparable with published numbers",
+    "nonstd_isc_mean": "* computed with NON-STANDARD feature weights: not comparable with published numbers",
+}
+
+
+def _footnote(fmt: str, present: list[tuple[str, str, int]], kinds: set[str]) -> str:
+    notes = ["mean ± half-width of the 95% t-interval over seeds"]
+    notes += list(dict.fromkeys(NOTES[k] for k, _, _ in present if k in NOTES))
+    if "jsd_bits" in {k for k, _, _ in present}:
+        if "toy" in kinds:
+            notes.append("JSD (toys): against the exact data density, bits (KDE-based, slightly low at small n)")
+        if "image" in kinds:
+            notes.append("JSD (images): cross-fitted classifier estimate on fixed features, bits, a LOWER bound")
+    notes.append("within target: yes if the 95% interval of the achieved JSD lies below δ, no if above, else unclear")
+    text = "; ".join(notes) + "."
     return f"% {text}" if fmt == "latex" else text

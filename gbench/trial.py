@@ -165,6 +165,7 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None)
         "loss_curve": outcome.loss_curve,
         "variant_config": variant.describe(),
         "metric_protocol": {m.name: m.protocol() for m in metrics},
+        "data_kind": reference.kind,
         "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
     }
 
