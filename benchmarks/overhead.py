@@ -5,7 +5,7 @@ the toy MLP backbone on ring8 and the 32x32 CNN backbone (SN-GAN's standard CNN,
 normalisation in D) on CIFAR-10 images from /work/shared/data/cifar10.npz (or $GBENCH_CIFAR10) if
 present, else random images in [-1, 1]. Both loops get float data in [-1, 1]. The two loops are
 timed in alternating rounds in one process and the median of each is compared.
-Usage: python benchmarks/overhead.py [--steps 300] [--rounds 7] [--cnn-steps 2] [--cnn-rounds 7]
+Usage: python benchmarks/overhead.py [--steps 300] [--rounds 7] [--cnn-steps 1] [--cnn-rounds 11]
 (--cnn-rounds 0 skips the CNN). Each setting prints its ratio; the last line is the worst of them.
 """
 from __future__ import annotations
@@ -114,8 +114,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="toy MLP: steps per round")
     parser.add_argument("--rounds", type=int, default=7, help="toy MLP: rounds per loop")
     parser.add_argument("--batch", type=int, default=128, help="toy MLP: batch size")
-    parser.add_argument("--cnn-steps", type=int, default=2, help="32x32 CNN: steps per round")
-    parser.add_argument("--cnn-rounds", type=int, default=7, help="32x32 CNN: rounds per loop (0: skip)")
+    parser.add_argument("--cnn-steps", type=int, default=1, help="32x32 CNN: steps per round")
+    parser.add_argument("--cnn-rounds", type=int, default=11, help="32x32 CNN: rounds per loop (0: skip)")
     parser.add_argument("--cnn-batch", type=int, default=32, help="32x32 CNN: batch size")
     parser.add_argument("--cnn-channels", type=int, default=64, help="32x32 CNN: g_channels = d_channels")
     parser.add_argument("--cnn-images", type=int, default=4096, help="32x32 CNN: training images")

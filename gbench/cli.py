@@ -1,6 +1,7 @@
 """The ``gbench`` command line: a thin layer over the library."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -164,15 +165,18 @@ def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str
     Toys: an N x 2 .npy array. Images: an .npz (the array named x, samples or images, else the
     first), an .npy, or a folder of images; uint8 pixels, NHWC or NCHW.
     """
+    from gbench.plugins import get_plugins
     from gbench.suite import DatasetSpec
     from gbench.trial import build_dataset, metrics_for, score as score_samples
 
     law = build_dataset(DatasetSpec(name=dataset), data_root)
     x = load_samples(samples, law)
     options: dict[str, dict[str, Any]] = {}
-    for key, value in (("reference_split", reference_split), ("weights", inception_weights)):
-        if value:
-            options.setdefault("fidelity", {})[key] = value
+    for entry in get_plugins().metrics:
+        fields = {f.name for f in dataclasses.fields(entry.obj.Config)}
+        for key, value in (("reference_split", reference_split), ("weights", inception_weights)):
+            if value and key in fields:
+                options.setdefault(entry.name, {})[key] = value
     metrics = metrics_for(law, tuple(names or ()), options)
     values, errors = score_samples(x, law, metrics, seed)
     protocol = {"dataset": dataset, "samples": len(x), "seed": seed, "file": str(samples),

@@ -62,7 +62,7 @@ class DatasetSpec:
     mixture: tuple[tuple[str, float, Mapping[str, Any]], ...] = ()  # (name, weight, options): sum_l a_l p_l
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset factory
     reference: str = ""  # score against this registered dataset instead of the training law
-    train_size: int = 50_000  # a fixed training set, drawn once with `seed` (Welfert et al. 2023)
+    train_size: int = 50_000  # a fixed training set drawn once with `seed` (Welfert et al. 2023); images: 0 = all
     seed: int = 1
 
     @property
@@ -259,8 +259,8 @@ def _dataset(raw: Any, plugins: Any, where: str) -> DatasetSpec:
                 plugins.datasets.entry(dname)
             except GbenchError as exc:
                 raise GbenchError(f"{ctx}: {exc}") from None
-    if spec.train_size <= 0:
-        raise GbenchError(f"{ctx}: 'train_size' must be positive")
+    if spec.train_size < 0:
+        raise GbenchError(f"{ctx}: 'train_size' must be >= 0 (0 = a whole image split)")
     return dataclasses.replace(spec, mixture=tuple(parts))
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from gbench.errors import GbenchError
 from gbench.hookspecs import hookimpl
 
 LOG_2PI = math.log(2 * math.pi)
@@ -51,6 +52,8 @@ class ToyMixture:
 
     def training_set(self, size: int, seed: int) -> torch.Tensor:
         """The fixed training set: ``size`` points drawn with ``seed``."""
+        if size <= 0:
+            raise GbenchError(f"{self.name}: a toy training set needs a positive train_size, got {size}")
         return self.sample(size, torch.Generator().manual_seed(seed))
 
     def log_prob(self, x: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -223,16 +223,15 @@ def evaluate(generator: torch.nn.Module, reference: Any, metrics: list[Metric], 
 
 
 def metric_options(suite: Suite, runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """The suite's [eval.<metric>] tables with the run's overrides (weights path, GPU)."""
+    """The suite's [eval.<metric>] tables with the run's overrides (weights path, GPU) for every metric
+    that has such a setting."""
     options = {name: dict(table) for name, table in suite.eval.options.items()}
-    metrics = get_plugins().metrics
-    if "fidelity" in metrics:
-        fields = {f.name for f in dataclasses.fields(metrics.get("fidelity").Config)}
-        fid = options.setdefault("fidelity", {})
-        if runtime.inception_weights and "weights" in fields:
-            fid["weights"] = runtime.inception_weights
-        if runtime.device == "cuda" and "cuda" in fields:
-            fid["cuda"] = True
+    overrides = {"weights": runtime.inception_weights, "cuda": runtime.device == "cuda" or None}
+    for entry in get_plugins().metrics:
+        fields = {f.name for f in dataclasses.fields(entry.obj.Config)}
+        for key, value in overrides.items():
+            if value and key in fields:
+                options.setdefault(entry.name, {})[key] = value
     return options
 
 
@@ -251,7 +250,7 @@ def score(samples: np.ndarray, reference: Any, metrics: list[Metric], seed: int 
     for metric in metrics:
         try:
             values.update(metric.compute(samples, reference, np.random.default_rng(seed)))
-        except GbenchError as exc:
+        except (GbenchError, ValueError) as exc:  # e.g. no Inception weights offline: the run goes on
             errors[metric.name] = str(exc)
     return values, errors
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
+import torch
 
 import gbench.plugins
+
+# The tests train tiny nets: one thread is faster, and immune to a busy machine's oversubscription.
+torch.set_num_threads(1)
 
 # -- plugins ---------------------------------------------------------------------------------
 
