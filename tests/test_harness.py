@@ -148,14 +148,14 @@ def test_failed_trials_are_retried_on_resume(tmp_path: Path):
 
 
 def test_delta_gan_reports_target_and_exact_jsd_of_its_stream():
-    suite = tiny_suite(variants=[{"name": "delta-gan", "delta": 0.2}])
+    suite = tiny_suite(variants=[{"name": "delta-gan", "delta": 0.2}], eval={"num_samples": 20_000})
     r = run_trial(trials_of(suite)[0])
     assert r["status"] == "ok", r["error"]
     t = r["target"]
     assert t["jsd"] == 0.2
     # the perturbed part is nearly disjoint from the ring, so JSD(p, p_delta) is close to delta and below it
-    assert 0.17 < t["jsd_p_pdelta"] < 0.2 + 0.01
-    assert t["jsd_p_pdelta_ci"][0] <= t["jsd_p_pdelta"] <= t["jsd_p_pdelta_ci"][1]
+    low, high = t["jsd_p_pdelta_ci"]
+    assert 0.18 < t["jsd_p_pdelta"] < 0.21 and low <= t["jsd_p_pdelta"] <= high and low <= 0.2
 
 
 def test_cuda_request_without_gpu_is_a_clear_error(tmp_path: Path):

@@ -23,7 +23,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 def test_readme_plugin_example_registers_and_trains():
     code = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "register_variants" in b)
     module = types.ModuleType("readme_hinge")
-    exec(compile(code, "README.md", "exec"), module.__dict__)
+    exec(compile(code, "README.md", "exec", dont_inherit=True), module.__dict__)
     gbench.plugins._loaded = gbench.plugins.load_plugins(entry_points=False, extra=(module,))
     try:
         from gbench.suite import parse_suite
