@@ -124,6 +124,11 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
                   + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
                   + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
         parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
+    missing: dict[tuple[str, str], int] = {}
+    for r in results:
+        for metric, message in (r.get("metric_errors") or {}).items():
+            missing[(metric, message)] = missing.get((metric, message), 0) + 1
+    parts += [f"{metric} not computed in {n} trials: {message}" for (metric, message), n in missing.items()]
     kinds = {r.get("data_kind", "toy") for r in results}
     parts.append(_footnote(fmt, present, kinds))
     return "\n\n".join(parts)

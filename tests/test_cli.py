@@ -143,3 +143,19 @@ def test_smoke_suite_runs_all_six_variants(tmp_path: Path):
         assert f"| {name}" in result.output
     statuses = [json.loads(p.read_text())["status"] for p in (tmp_path / "smoke" / "trials").glob("*.json")]
     assert statuses == ["ok"] * 6
+
+
+def test_image_smoke_suite_runs_and_records_missing_weights(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("GBENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr("gbench.metrics.fidelity.hub_cached_weights", lambda: None)
+    result = invoke("run", "image-smoke", "--out", str(tmp_path / "img"), "--quiet")
+    assert result.exit_code == 0, result.output
+    results = [json.loads(p.read_text()) for p in (tmp_path / "img" / "trials").glob("*.json")]
+    assert sorted(r["variant"] for r in results) == sorted(["sgan", "rsgan", "tgan", "deligan", "alpha-gan", "delta-gan"])
+    for r in results:
+        assert r["status"] == "ok", r["error"]
+        assert r["data_kind"] == "image" and r["model"]["arch"] == "cnn"
+        assert "GBENCH_INCEPTION_WEIGHTS" in r["metric_errors"]["fidelity"]
+    report = invoke("report", str(tmp_path / "img")).output
+    assert "delta-gan" in report
+    assert "fidelity not computed in 6 trials" in report and "GBENCH_INCEPTION_WEIGHTS" in report
