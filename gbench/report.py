@@ -94,7 +94,7 @@ def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> di
 def _fmt(s: dict[str, Any], decimals: int) -> str:
     if s["mean"] is None:
         return "-"
-    if s["ci_low"] is None:
+    if s["ci_low"] is None or s["ci_high"] == s["ci_low"]:
         return f"{s['mean']:.{decimals}f}"
     return f"{s['mean']:.{decimals}f} ± {(s['ci_high'] - s['ci_low']) / 2:.{decimals}f}"
 
