@@ -192,5 +192,8 @@ def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str
         raise GbenchError("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
+# -- commands defined in their own modules ----------------------------------------------------------
+
+
 def main() -> None:
     cli(prog_name="gbench")
