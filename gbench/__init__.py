@@ -2,7 +2,7 @@
 
 The public API for plugin authors is everything imported here.
 """
-from gbench.backbones import Logits, MLPBackbone, maybe_sn
+from gbench.backbones import CNNBackbone, Logits, MLPBackbone, maybe_sn
 from gbench.errors import GbenchError
 from gbench.hookspecs import hookimpl
 from gbench.metrics import Metric
@@ -13,6 +13,7 @@ from gbench.variant import Nets, Variant, VariantConfig
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNNBackbone",
     "GbenchError",
     "Logits",
     "MLPBackbone",

@@ -55,7 +55,9 @@ def patch_mask(n: int, height: int, width: int, size: int, rng: torch.Generator,
     return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)
 
 
-def pixel_mask(n: int, height: int, width: int, fraction: float, rng: torch.Generator, device: torch.device) -> torch.Tensor:
+def pixel_mask(
+    n: int, height: int, width: int, fraction: float, rng: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """(n, 1, height, width) bool: round(fraction * height * width) (at least 1) pixel positions per
     image, chosen uniformly without replacement."""
     count = max(1, round(fraction * height * width))
