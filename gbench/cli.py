@@ -67,12 +67,32 @@ def cli() -> None:
 @click.option("--inception-weights", type=click.Path(dir_okay=False),
               help="Local Inception weights for FID/IS/KID (sha256-checked) [env GBENCH_INCEPTION_WEIGHTS].")
 @click.option("--resume", is_flag=True, help="Continue a run in --out, skipping finished trials.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=1000, show_default=True, metavar="N",
+              help="Save each trial's training state every N G steps for --resume (0: at evaluations only).")
+@click.option("--executor", default="local", show_default=True, metavar="local|process|ray",
+              help="Where trials run: this process, a pool of local processes, or Ray tasks (pip install gbench[ray]).")
+@click.option("--jobs", type=int, metavar="N",
+              help="Trials at once [process: usable CPUs // --threads; ray: as many as the cluster schedules].")
+@click.option("--address", metavar="ADDR",
+              help="Ray cluster to join (auto, HOST:PORT, ray://HOST:PORT) [Ray's default].")
+@click.option("--threads", type=int, metavar="N",
+              help="torch threads per trial; the same N gives the same numbers on every executor "
+                   "[local: torch's default; process, ray: CPUs // jobs].")
+@click.option("--batch-seeds", type=click.IntRange(min=-1), is_flag=False, flag_value=-1, default=0, metavar="[N]",
+              help="Toy MLP suites: train the seeds of each eligible variant as one batched model (N per model; "
+                   "alone: all), in this process; separate runs' numbers (docs/batched.md).")
+@click.option("--tensorboard", is_flag=True,
+              help="Log losses, metrics and samples to OUT/tensorboard/ (pip install 'gbench[tensorboard]'; "
+                   "local executor).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
 def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
-        precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool) -> None:
+        precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool,
+        checkpoint_every: int, executor: str, jobs: int | None, address: str | None, threads: int | None,
+        batch_seeds: int = 0, tensorboard: bool = False) -> None:
     """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table."""
     from gbench.report import render
     from gbench.results import load_results
+    from gbench.executors import make_executor
     from gbench.runner import run_suite
     from gbench.suite import load_suite
     from gbench.trial import Runtime
@@ -83,8 +103,17 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
     if resume and out is None:
         raise GbenchError("--resume needs --out DIR (the run to continue)")
     out = out or Path("runs") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    runtime = Runtime(device, precision, data_root, inception_weights)
-    run_suite(loaded, out, runtime, resume=resume, quiet=quiet)
+    runtime = Runtime(device, precision, data_root, inception_weights, checkpoint_every=checkpoint_every,
+                      batch_seeds=batch_seeds)
+    pool = make_executor(executor, jobs, address, threads)
+    if tensorboard and (pool.name != "local" or batch_seeds):
+        raise GbenchError("--tensorboard observes trials in this process: use it with --executor local, "
+                          "without --batch-seeds")
+    from contextlib import nullcontext
+    from gbench.observers import tensorboard as tb
+
+    with tb.enabled(out) if tensorboard else nullcontext():
+        run_suite(loaded, out, runtime, resume=resume, quiet=quiet, executor=pool)
     if not quiet:
         manifest, results = load_results(out)
         click.echo(render(manifest, results, "github"))
@@ -93,16 +122,25 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["github", "plain", "latex", "json"]), default="github",
-              show_default=True)
-def report(run_dir: Path, fmt: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["github", "plain", "latex", "json", "html"]), default="github",
+              show_default=True, help="html: one self-contained page with the tables, protocol and plots.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="html: where to write the page [RUN_DIR/report.html]; the plots go to RUN_DIR/plots/.")
+def report(run_dir: Path, fmt: str, output: Path | None) -> None:
     """Tables of a run: mean and 95% CI over seeds, one row per variant."""
     from gbench.report import render
     from gbench.results import load_results
 
+    if output is not None and fmt != "html":
+        raise GbenchError("--output is for --format html (other formats print to stdout)")
     manifest, results = load_results(run_dir)
     if not results:
         raise GbenchError(f"{run_dir}: no trial results yet")
+    if fmt == "html":
+        from gbench.html_report import write_html
+
+        click.echo(write_html(run_dir, output))
+        return
     click.echo(render(manifest, results, fmt))
 
 
@@ -193,6 +231,13 @@ def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str
 
 
 # -- commands defined in their own modules ----------------------------------------------------------
+from gbench.compare import compare  # noqa: E402
+
+cli.add_command(compare)
+from gbench.gate import baseline, check  # noqa: E402
+
+cli.add_command(baseline)
+cli.add_command(check)
 
 
 def main() -> None:

@@ -62,11 +62,31 @@ class Precision:
         scaler.step(optimizer)
         scaler.update()
 
+    def state_dict(self, **optimizers: torch.optim.Optimizer) -> dict[str, dict]:
+        """The loss scalers' states by player (``g=opt_g, d=opt_d``); empty unless fp16."""
+        return {k: self.scalers[id(o)].state_dict() for k, o in optimizers.items() if id(o) in self.scalers}
+
+    def load_state_dict(self, state: dict[str, dict], **optimizers: torch.optim.Optimizer) -> None:
+        for k, o in optimizers.items():
+            if k in state:
+                self.scalers.setdefault(id(o), torch.amp.GradScaler(self.device_type)).load_state_dict(state[k])
+
 
 @dataclass
 class Outcome:
     diverged_at: int | None = None  # the first G step whose losses were not finite
     loss_curve: list[dict] = field(default_factory=list)  # mean losses per logging window
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from one G step to the next besides the nets, optimisers, RNGs and data
+    stream: what a checkpoint saves of it (``save``), and where ``train(start=...)`` resumes."""
+
+    step: int = 0  # G steps done
+    outcome: Outcome = field(default_factory=Outcome)
+    window: list[torch.Tensor] = field(default_factory=list)  # (d, g) losses not yet logged
+    scalers: dict[str, dict] = field(default_factory=dict)  # fp16 loss scalers, "g" and "d"
 
 
 def train(
@@ -84,14 +104,26 @@ def train(
     progress: Callable[[int], None] = lambda step: None,
     log_every: int = 100,
     precision: str = "fp32",
+    start: LoopState | None = None,
+    save: Callable[[LoopState], None] | None = None,
+    save_every: int = 0,
+    log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Outcome:
     """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``
-    and ``progress(step)`` every ``log_every`` steps."""
+    and ``progress(step)`` every ``log_every`` steps.
+
+    ``checkpoint`` is the evaluation callback. Saving the training state for a resume is ``save``
+    (untimed): called after the evaluation at each of ``checkpoint_steps`` and every ``save_every`` G
+    steps (0: only there), never at the last step. ``start`` continues from a saved ``LoopState``
+    (with the nets, optimisers, RNGs and data stream restored by the caller). ``log(step, {"d_loss":
+    ..., "g_loss": ...})`` (untimed) gets each logging window's mean losses (the observer hooks)."""
     G, used = nets.generator, meter.consumed
-    outcome, losses = Outcome(), []
+    state = start or LoopState()
+    outcome, losses = state.outcome, state.window
     amp = Precision(precision, data.data.device)
+    amp.load_state_dict(state.scalers, g=opt_g, d=opt_d)
     meter.resume()
-    for step in range(1, budget.g_steps + 1):
+    for step in range(state.step + 1, budget.g_steps + 1):
         # (1) critic: minimise the variant's D objective on real and detached fake batches
         for _ in range(budget.d_steps_per_g_step):
             x_real = variant.perturb_real(data.next(), variant_rng)
@@ -124,9 +156,19 @@ def train(
             d_mean, g_mean = window.mean(0).tolist()
             outcome.loss_curve.append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
             progress(step)
+            if log is not None:
+                meter.pause()
+                log(step, {"d_loss": d_mean, "g_loss": g_mean})
+                meter.resume()
         if step in checkpoint_steps:
             meter.pause()
             checkpoint(step)
+            meter.resume()
+        if save is not None and step < budget.g_steps and (step in checkpoint_steps or
+                                                            (save_every > 0 and step % save_every == 0)):
+            meter.pause()
+            state.step, state.window, state.scalers = step, losses, amp.state_dict(g=opt_g, d=opt_d)
+            save(state)
             meter.resume()
         if budget.max_device_seconds and meter.device_seconds() >= budget.max_device_seconds:
             used.stopped_by = "max_device_seconds"

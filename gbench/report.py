@@ -124,6 +124,7 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
                   + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
                   + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
         parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
+    parts += published_table(manifest, results, tablefmt)
     missing: dict[tuple[str, str], int] = {}
     for r in results:
         for metric, message in (r.get("metric_errors") or {}).items():
@@ -132,6 +133,67 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
     kinds = {r.get("data_kind", "toy") for r in results}
     parts.append(_footnote(fmt, present, kinds))
     return "\n\n".join(parts)
+
+
+# -- success / failure rates beside a suite's published numbers ([reference_results]) --------------------
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) for k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mode_rates(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Per variant label: success (all modes covered) and failure (no mode) counts over finished trials,
+    with Wilson intervals. A diverged trial produced nothing, so it counts as a failure."""
+    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
+    for r in results:
+        if r.get("status") in ("ok", "diverged"):
+            groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
+    rows = []
+    for label, group in groups.items():
+        scored = [r for r in group if r["status"] == "diverged" or "modes" in r.get("metrics", {})]
+        success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total") for r in scored)
+        failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
+        n = len(scored)
+        rows.append({"label": label, "n": n, "success": success, "failure": failure,
+                     "success_rate": success / n if n else None, "success_ci": wilson(success, n),
+                     "failure_rate": failure / n if n else None, "failure_ci": wilson(failure, n)})
+    return rows
+
+
+def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tablefmt: str) -> list[str]:
+    """Our success / failure rates next to the suite's ``[reference_results]`` (nothing if it has none)."""
+    published = (manifest.get("suite_content") or {}).get("reference_results") or {}
+    if not published:
+        return []
+    rows = [r for r in mode_rates(results, manifest.get("variants", ())) if r["n"] and r["label"] in published]
+    extra = sorted({k for v in published.values() for k, x in v.items()
+                    if k not in ("success", "failure", "source") and not isinstance(x, str)})
+
+    def rate(r: dict[str, Any], key: str) -> str:
+        low, high = r[f"{key}_ci"]
+        return f"{r[f'{key}_rate']:.2f} [{low:.2f}, {high:.2f}] ({r[key]}/{r['n']})"
+
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    headers = (["variant", "success (ours, 95% Wilson)", "published success", "failure (ours, 95% Wilson)",
+                "published failure"] + [f"published {k}" for k in extra] + ["source"])
+    table = [[r["label"], rate(r, "success"), number(published[r["label"]].get("success")), rate(r, "failure"),
+              number(published[r["label"]].get("failure"))]
+             + [number(published[r["label"]].get(k)) for k in extra] + [published[r["label"]].get("source", "")]
+             for r in rows]
+    if not table:
+        return []
+    note = ("success: all modes covered (modes = modes_total); failure: no mode covered, or diverged; "
+            "over finished trials; published: the suite's [reference_results]")
+    return [tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True),
+            f"% {note}." if tablefmt.startswith("latex") else f"{note}."]
 
 
 def _protocol(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -99,6 +99,8 @@ class Suite:
     budget: Budget
     eval: EvalSpec
     raw: Mapping[str, Any]
+    # published numbers to show beside ours, per variant label: [reference_results."label"] success = 0.87, ...
+    reference_results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
@@ -117,7 +119,8 @@ class Suite:
         return dataclasses.replace(self, variants=chosen, seeds=tuple(seeds) if seeds else self.seeds)
 
 
-TOP_KEYS = {"name", "description", "seeds", "variants", "dataset", "model", "optim", "budget", "eval"}
+TOP_KEYS = {"name", "description", "seeds", "variants", "dataset", "model", "optim", "budget", "eval",
+            "reference_results"}
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -170,8 +173,31 @@ def parse_suite(raw: Mapping[str, Any], where: str) -> Suite:
         ev = dataclasses.replace(ev, at=tuple(ev.at) + (1.0,))
     variants = _variants(raw.get("variants"), plugins, where)
     return Suite(
-        name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw
+        name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw,
+        _reference_results(raw.get("reference_results", {}), variants, where),
     )
+
+
+def _reference_results(raw: Any, variants: tuple[VariantSpec, ...], where: str) -> dict[str, dict[str, Any]]:
+    """[reference_results."<variant label>"]: published numbers (numbers or text, e.g. success = 0.87,
+    failure = 0.02, source = "..."); success and failure are rates in [0, 1]."""
+    ctx = f"{where} [reference_results]"
+    if not isinstance(raw, dict):
+        raise GbenchError(f"{ctx}: expected a table of tables, one per variant label")
+    labels = {v.label for v in variants}
+    out = {}
+    for label, table in raw.items():
+        if label not in labels:
+            raise GbenchError(f"{ctx}: no variant labelled {label!r} (labels: {', '.join(sorted(labels))})")
+        if not isinstance(table, dict):
+            raise GbenchError(f"{ctx}: {label!r} should be a table, e.g. {{ success = 0.87, source = \"...\" }}")
+        for key, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise GbenchError(f"{ctx}: {label!r}.{key} should be a number or a string, got {value!r}")
+            if key in ("success", "failure") and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise GbenchError(f"{ctx}: {label!r}.{key} is a rate in [0, 1], got {value!r}")
+        out[label] = dict(table)
+    return out
 
 
 def _eval(raw: Any, plugins: Any, where: str) -> EvalSpec:

@@ -6,6 +6,7 @@ import inspect
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -13,10 +14,12 @@ import torch
 
 from gbench.backbones import build_backbone
 from gbench.budget import Meter
+from gbench.checkpoint import TrainingState
 from gbench.errors import GbenchError
 from gbench.loop import BatchStream, train
 from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
+from gbench.observers import frozen, notify, observing, readonly
 from gbench.plugins import get_plugins
 from gbench.results import SCHEMA
 from gbench.suite import DatasetSpec, Suite, VariantSpec
@@ -25,6 +28,9 @@ from gbench.variant import Nets, Variant, make_config
 
 # Independent RNG streams of a trial, derived from its seed.
 STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT = range(4)
+
+# Samples kept from the final evaluation for the report's plots (the runner saves them as .npy).
+KEPT_SAMPLES = {"toy": 2000, "image": 64}
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class Runtime:
     precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16"
     data_root: str | None = None  # overrides the suite's [dataset] options.root
     inception_weights: str | None = None  # overrides the suite's [eval.fidelity] weights
+    checkpoint_every: int = 1000  # save the training state every N G steps for --resume (0: at evaluations only)
+    batch_seeds: int = 0  # toy MLP suites: N seeds of a variant as one batched model (gbench.batched); -1: all; 0: off
 
 
 @dataclass(frozen=True)
@@ -97,12 +105,19 @@ def build_variant(spec: VariantSpec) -> Variant:
     return cls(make_config(cls.Config, spec.options, f"variant {spec.label!r}"))
 
 
-def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train and evaluate one trial. Never raises for a failed trial: the status says what happened."""
+def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
+              checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train and evaluate one trial. Never raises for a failed trial: the status says what happened.
+
+    With ``checkpoint_path``, the training state is saved there (``gbench.checkpoint``) at each
+    evaluation and every ``runtime.checkpoint_every`` G steps; with ``resume`` too, a checkpoint found
+    there is restored and training continues from it."""
     started = time.time()
     record: dict[str, Any] = {"trial_id": trial.id, "status": "failed", "error": None, **describe(trial, runtime)}
+    if observing("trial_started"):
+        notify("trial_started", trial_info=frozen({k: v for k, v in record.items() if k not in ("status", "error")}))
     try:
-        record.update(_run(trial, runtime, progress))
+        record.update(_run(trial, runtime, progress, checkpoint_path, resume))
         record["protocol"]["metrics"] = record.pop("metric_protocol")
     except GbenchError as exc:
         record["error"] = str(exc)
@@ -110,10 +125,13 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
     record["started"] = started
+    if observing("trial_finished"):
+        notify("trial_finished", trial_id=trial.id, result=frozen({k: v for k, v in record.items() if k != "_samples"}))
     return record
 
 
-def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None) -> dict[str, Any]:
+def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
+         checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
     suite, seed, device = trial.suite, trial.seed, torch.device(runtime.device)
     variant = build_variant(trial.variant)
     dataset = build_dataset(suite.dataset, runtime.data_root)
@@ -139,17 +157,30 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None)
 
     meter = Meter(device)
     evaluations: list[dict[str, Any]] = []
+    kept: list[np.ndarray] = []  # the latest evaluation's first samples, for the report's plots
     steps_at = {max(1, round(a * suite.budget.g_steps)): a for a in suite.eval.at}
 
     def checkpoint(step: int) -> None:
         t0 = time.perf_counter()
-        values, errors = evaluate(nets.generator, reference, metrics, suite, device)
+        values, errors = evaluate(nets.generator, reference, metrics, suite, device, kept)
         evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
                             **({"metric_errors": errors} if errors else {})})
         meter.consumed.eval_seconds += time.perf_counter() - t0
+        if observing("evaluated"):
+            notify("evaluated", trial_id=trial.id, g_step=step, metrics=dict(values),
+                   samples=readonly(kept[0]) if kept else None)
 
-    outcome = train(variant, nets, opt_g, opt_d, data, latent, rng(STREAM_VARIANT), suite.budget, meter,
-                    checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision)
+    variant_rng = rng(STREAM_VARIANT)
+    state = TrainingState(nets, opt_g, opt_d, data, {"data": data.rng, "latent": latent_rng, "variant": variant_rng},
+                          meter, evaluations, {"trial_id": trial.id, "suite_hash": suite.hash,
+                                               "device": runtime.device, "precision": runtime.precision})
+    start = state.resume(checkpoint_path) if resume and checkpoint_path and checkpoint_path.is_file() else None
+    save = (lambda loop: state.save(checkpoint_path, loop)) if checkpoint_path else None
+    outcome = train(variant, nets, opt_g, opt_d, data, latent, variant_rng, suite.budget, meter,
+                    checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision,
+                    start=start, save=save, save_every=runtime.checkpoint_every,
+                    log=(lambda step, scalars: notify("log_scalars", trial_id=trial.id, g_step=step, scalars=scalars))
+                    if observing("log_scalars") else None)
     used = meter.consumed
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
@@ -163,10 +194,12 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None)
         "target": _target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
         "consumed": used.as_dict(),
         "loss_curve": outcome.loss_curve,
+        "resumed_at": state.resumed_at,  # G steps this trial continued from a checkpoint (killed runs)
         "variant_config": variant.describe(),
         "metric_protocol": {m.name: m.protocol() for m in metrics},
         "data_kind": reference.kind,
         "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
+        "_samples": kept[0] if status == "ok" and kept else None,  # not JSON: the runner saves and pops it
     }
 
 
@@ -214,11 +247,17 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(generator: torch.nn.Module, reference: Any, metrics: list[Metric], suite: Suite,
-             device: torch.device) -> tuple[dict[str, float], dict[str, str]]:
+             device: torch.device, keep: list[np.ndarray] | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Score ``suite.eval.num_samples`` samples; with ``keep``, it then holds only a copy of the first
+    ``KEPT_SAMPLES[kind]`` of them (float32 points, or uint8 NCHW images), emptied if they are not finite."""
     x = sample_generator(generator, suite.eval.num_samples, suite.model.z_dim, suite.eval.seed, device)
+    if keep is not None:
+        keep.clear()
     if not torch.isfinite(x).all():
         return {}, {"samples": f"{int((~torch.isfinite(x)).flatten(1).any(1).sum())} samples are not finite"}
     samples = to_uint8(x).numpy() if reference.kind == "image" else x.numpy()
+    if keep is not None:
+        keep.append(samples[: KEPT_SAMPLES.get(reference.kind, 2000)].copy())
     return score(samples, reference, metrics, suite.eval.seed)
 
 

@@ -1,0 +1,357 @@
+"""Where trials run: in this process, in a pool of local processes, or as Ray tasks.
+
+An executor only decides where :func:`gbench.trial.run_trial` is called. It hands every result back to
+the caller (the runner, in the parent process) as soon as that trial finishes, through ``on_result``;
+the runner writes it to disk right away, so a killed run loses only the trials still running.
+
+Determinism across executors: a trial seeds every random stream itself, but some CPU kernels
+(reductions, matrix products) split work by thread, so the last bits of a number can depend on the
+intra-op thread count. Every executor therefore applies the same ``threads`` setting around each trial
+(``torch.set_num_threads``): give the same ``threads`` and local, process and Ray runs produce the same
+metrics and loss curves. Defaults: torch's own setting for ``local``, ``usable CPUs // jobs`` for
+``process``, ``cluster CPUs // jobs`` (or 1) for ``ray``. The setting is recorded in each result's
+``runtime`` (``executor``, ``jobs``, ``threads``) and the count actually used in its ``provenance``
+(``torch_threads``, with ``pid`` and ``host``).
+
+Workers of the ``process`` and ``ray`` executors are fresh interpreters: they load plugins the way any
+gbench process does (built-ins and the ``gbench`` entry-point group), so a variant registered only in
+the calling process (``load_plugins(extra=...)``) is unknown there.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import torch
+
+from gbench.errors import GbenchError
+from gbench.trial import Runtime, Trial, describe, run_trial
+
+EXECUTORS = ("local", "process", "ray")
+RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
+
+OnResult = Callable[[Trial, dict[str, Any]], None]
+OnProgress = Callable[[Trial, int], None]
+RunOptions = Callable[[Trial], Mapping[str, Any]]  # more keyword arguments of run_trial, per trial
+
+
+class Executor(Protocol):
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records under ``runtime`` (executor, jobs, threads...). The runner calls it
+        before writing anything, so an executor may connect here (Ray) and fail early."""
+
+    def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
+                   on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
+        """Run ``trials``; call ``on_result(trial, result)`` in this process as each one finishes (in
+        completion order) and ``on_progress(trial, g_step)`` now and then (``0`` when a trial starts,
+        where the executor knows). ``options(trial)`` adds keyword arguments to ``run_trial`` (they
+        must pickle: paths, flags). A trial that cannot run (its worker died) is reported as a
+        ``failed`` result; an exception from a callback stops the run and the trials in flight."""
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def make_executor(name: str = "local", jobs: int | None = None, address: str | None = None,
+                  threads: int | None = None) -> Executor:
+    """The executor the command line asks for; bad combinations are :class:`GbenchError`."""
+    if name not in EXECUTORS:
+        raise GbenchError(f"unknown executor {name!r} (use {', '.join(EXECUTORS)})")
+    if jobs is not None and jobs < 1:
+        raise GbenchError(f"--jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise GbenchError(f"--threads must be at least 1, got {threads}")
+    if address and name != "ray":
+        raise GbenchError("--address is for --executor ray")
+    if name == "local":
+        if jobs not in (None, 1):
+            raise GbenchError("--executor local runs one trial at a time; use --executor process or ray for --jobs")
+        return LocalExecutor(threads)
+    if name == "process":
+        return ProcessExecutor(jobs, threads)
+    return RayExecutor(address, jobs, threads)
+
+
+def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, executor: str = "local",
+            jobs: int | None = 1, progress: Callable[[int], None] | None = None,
+            full_provenance: bool = False, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run one trial with ``threads`` intra-op threads (None: leave torch's setting) and record how.
+
+    The same function runs in every executor's worker, so a trial's numbers depend on its suite, seed
+    and thread count, not on where it ran."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        used = torch.get_num_threads()
+        result = run_trial(trial, runtime, progress, **(options or {}))
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+    result["runtime"] = {**result.get("runtime", {}), "executor": executor, "jobs": jobs, "threads": threads}
+    facts: dict[str, Any] = {}
+    if full_provenance:  # another machine, maybe: its own versions, processor, GPU
+        from gbench.results import provenance
+
+        facts = provenance(runtime.device)
+    facts.update(pid=os.getpid(), host=socket.gethostname(), torch_threads=used)
+    result["provenance"] = {**result.get("provenance", {}), **facts}
+    return result
+
+
+def _portable(options: RunOptions | None, trial: Trial) -> dict[str, Any] | None:
+    """``options(trial)`` for another process: relative paths made absolute (a Ray worker's working
+    directory is not the caller's)."""
+    if options is None:
+        return None
+    return {k: v.resolve() if isinstance(v, Path) else v for k, v in options(trial).items()}
+
+
+def failed_result(trial: Trial, runtime: Runtime, error: str, executor: str) -> dict[str, Any]:
+    """The record of a trial whose worker never returned (it crashed, was cancelled, or was lost)."""
+    record = {"trial_id": trial.id, "status": "failed", "error": error, **describe(trial, runtime),
+              "started": time.time()}
+    record["runtime"] = {**record["runtime"], "executor": executor}
+    return record
+
+
+class LocalExecutor:
+    """Every trial in this process, one after the other (per-step progress)."""
+
+    name = "local"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "jobs": 1, "threads": self.threads}
+
+    def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
+                   on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
+        for trial in trials:
+            progress = None
+            if on_progress:
+                on_progress(trial, 0)
+                progress = lambda step, t=trial: on_progress(t, step)  # noqa: E731
+            on_result(trial, run_one(trial, runtime, threads=self.threads, progress=progress,
+                                     options=options(trial) if options else None))
+
+
+# -- process pool -----------------------------------------------------------------------------------
+
+_progress_queue: Any = None  # in a pool worker: where progress goes
+PROGRESS_EVERY_S = 0.5
+
+
+def _init_worker(threads: int, queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+    torch.set_num_threads(threads)
+
+
+def _run_in_pool(trial: Trial, runtime: Runtime, threads: int, jobs: int,
+                 options: Mapping[str, Any] | None) -> dict[str, Any]:
+    last = 0.0
+    if _progress_queue is not None:
+        _progress_queue.put((trial.id, 0))
+
+    def progress(step: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if _progress_queue is not None and now - last >= PROGRESS_EVERY_S:
+            last = now
+            _progress_queue.put((trial.id, step))
+
+    return run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
+                   options=options)
+
+
+class ProcessExecutor:
+    """Up to ``jobs`` trials at once, each in a worker process of this machine (started with "spawn":
+    no forked torch state). ``jobs`` defaults to the usable CPUs, ``threads`` to CPUs // jobs."""
+
+    name = "process"
+
+    def __init__(self, jobs: int | None = None, threads: int | None = None) -> None:
+        cpus = usable_cpus()
+        self.jobs = jobs or max(1, cpus // (threads or 1))
+        self.threads = threads or max(1, cpus // self.jobs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "jobs": self.jobs, "threads": self.threads}
+
+    def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
+                   on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
+        if not trials:
+            return
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(trials)), mp_context=ctx,
+                                   initializer=_init_worker, initargs=(self.threads, queue))
+        by_id = {t.id: t for t in trials}
+        finished_ok = False
+        try:
+            futures: dict[Future, Trial] = {
+                pool.submit(_run_in_pool, t, runtime, self.threads, self.jobs, _portable(options, t)): t
+                for t in trials}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+                self._drain(queue, by_id, on_progress)
+                for future in done:
+                    trial = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # the worker died (BrokenProcessPool) or could not unpickle
+                        result = failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}",
+                                               self.name)
+                    by_id.pop(trial.id, None)
+                    on_result(trial, result)
+            finished_ok = True
+        finally:
+            if not finished_ok:  # interrupted, or a callback failed: stop the trials still running
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=finished_ok, cancel_futures=True)
+            queue.close()
+            queue.cancel_join_thread()
+
+    @staticmethod
+    def _drain(queue: Any, by_id: dict[str, Trial], on_progress: OnProgress | None) -> None:
+        import queue as queue_module
+
+        while True:
+            try:
+                trial_id, step = queue.get_nowait()
+            except (queue_module.Empty, OSError, ValueError):
+                return
+            if on_progress and trial_id in by_id:  # not after its result: that would move the bar back
+                on_progress(by_id[trial_id], step)
+
+
+# -- Ray --------------------------------------------------------------------------------------------
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise GbenchError(RAY_MISSING) from None
+    return ray
+
+
+def _probe(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast where nothing listens at ``HOST:PORT`` (Ray itself retries such an address for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return  # let Ray judge the address
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GbenchError(f"--executor ray: nothing answers at {address!r} ({exc}); is the cluster running?") from None
+
+
+class RayExecutor:
+    """Each trial a Ray task asking for ``threads`` CPUs (and one GPU with ``--device cuda``).
+
+    ``address``: an existing cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``); without it Ray
+    joins the cluster it finds (``RAY_ADDRESS``, the latest ``ray start``) or starts one in this process
+    for the run. If Ray is already initialised in this process, that session is used and left running.
+    ``jobs`` caps how many trials are in flight (default: as many as the cluster schedules). gbench and
+    any plugin packages must be installed on every node. Progress is reported per finished trial.
+
+    ``describe()`` connects (the runner calls it before writing anything, so a bad address is an error
+    before a run directory exists); ``map_trials`` disconnects at the end if it was this executor that
+    connected."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, jobs: int | None = None, threads: int | None = None) -> None:
+        _import_ray()
+        self.address, self.jobs, self.threads = address, jobs, threads
+        self._started_here = False
+
+    def _connect(self) -> Any:
+        ray = _import_ray()
+        if not ray.is_initialized():
+            _probe(self.address)
+            try:
+                ray.init(address=self.address or None, include_dashboard=False, logging_level="WARNING")
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = f"at {self.address!r}" if self.address else "(none found, and none could be started)"
+                raise GbenchError(f"--executor ray: cannot connect to a Ray cluster {where}: {exc}") from None
+            self._started_here = True
+        return ray
+
+    def _threads(self, ray: Any) -> int:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        node_cpus = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+                        default=cpus)
+        threads = self.threads or (max(1, min(node_cpus, cpus // self.jobs)) if self.jobs else 1)
+        if threads > node_cpus:  # a task no node can take would wait forever
+            raise GbenchError(f"--threads {threads}: the largest node of the Ray cluster has {node_cpus} CPUs")
+        return threads
+
+    def describe(self) -> dict[str, Any]:
+        ray = self._connect()
+        return {"executor": self.name, "jobs": self.jobs, "threads": self._threads(ray), "address": self.address,
+                "ray": ray.__version__, "cluster": {k: v for k, v in ray.cluster_resources().items()
+                                                    if k in ("CPU", "GPU", "memory")}}
+
+    def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
+                   on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
+        refs: dict[Any, Trial] = {}
+        try:
+            if not trials:
+                return
+            ray = self._connect()
+            threads = self._threads(ray)
+            if runtime.device == "cuda" and not ray.cluster_resources().get("GPU"):
+                raise GbenchError("--device cuda: the Ray cluster has no GPU")
+            task = ray.remote(num_cpus=threads, num_gpus=1 if runtime.device == "cuda" else 0)(run_one)
+            in_flight = self.jobs or len(trials)
+            todo = list(trials)
+            while todo or refs:
+                while todo and len(refs) < in_flight:
+                    trial = todo.pop(0)
+                    ref = task.remote(trial, runtime, threads=threads, executor=self.name, jobs=self.jobs,
+                                      full_provenance=True, options=_portable(options, trial))
+                    refs[ref] = trial
+                done, _ = ray.wait(list(refs), num_returns=1)
+                for ref in done:
+                    trial = refs.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as exc:  # the task's worker or node died, or it was cancelled
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                        result = failed_result(trial, runtime, f"ray executor: {type(exc).__name__}: {first}",
+                                               self.name)
+                    on_result(trial, result)
+        finally:
+            self.close(refs)
+
+    def close(self, refs: Any = ()) -> None:
+        """Cancel the tasks ``refs`` still running; disconnect if this executor connected."""
+        ray = _import_ray()
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort while stopping
+                pass
+        if self._started_here:
+            ray.shutdown()
+            self._started_here = False

@@ -1,0 +1,432 @@
+"""Figures of a run, made with matplotlib from its result files and saved samples; nothing is recomputed.
+
+Each builder returns a :class:`matplotlib.figure.Figure`, or None when the plot does not apply to the
+run (no toy plot for an image run, no δ plot without a δ-controlled GAN, ...):
+
+* :func:`toy_samples_figure`: the final evaluation's saved samples over the exact data log-density
+  (rebuilt from the result's dataset spec), one panel per variant and seed;
+* :func:`image_grid_figure`: an 8 x 8 grid of the final evaluation's saved images per variant and seed;
+* :func:`metric_curves_figure`: each table metric against the G steps consumed, one line per variant
+  (mean over seeds, band from min to max);
+* :func:`delta_figure`: the δ-controlled GAN's achieved JSD(p, p_g) and its training stream's
+  JSD(p, p_δ) against the target δ, with the line y = x.
+
+Figures are built with ``matplotlib.figure.Figure`` and never through pyplot, so they render with the
+Agg canvas whatever the process's backend is, change no global state, and need no display.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from gbench.report import METRIC_COLUMNS, summarise
+
+PANEL = 2.6  # inches per sample panel
+SAMPLE_COLOR = "#d62728"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # so that coinciding lines stay visible
+
+
+@dataclass
+class Plot:
+    """A figure with the words that go with it (file stem, heading, caption / alt text)."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Figure
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _labels(manifest: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """Variant labels in the suite's order, then any others the results name."""
+    order = list(manifest.get("variants") or ())
+    for r in results:
+        label = r.get("label", r.get("trial_id", "?"))
+        if label not in order:
+            order.append(label)
+    return [label for label in order if any(r.get("label", r.get("trial_id")) == label for r in results)]
+
+
+def _colors(labels: Iterable[str]) -> dict[str, str]:
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
+
+
+def _trials(manifest: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results ordered by variant (suite order) then seed."""
+    rank = {label: i for i, label in enumerate(_labels(manifest, results))}
+    return sorted(results, key=lambda r: (rank.get(r.get("label"), len(rank)), r.get("seed", 0)))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def load_trial_samples(run_dir: str | Path, result: dict[str, Any]) -> np.ndarray | None:
+    """The samples saved with a trial (``samples_file``, relative to the run directory), or None."""
+    rel = result.get("samples_file")
+    if not rel:
+        return None
+    path = Path(run_dir) / rel
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _plain(text: str) -> str:
+    """Text from results shown as written: a ``$`` would otherwise start matplotlib's mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _why_no_samples(result: dict[str, Any]) -> str:
+    status = result.get("status", "?")
+    if status == "failed":
+        return "failed:\n" + _wrap(str(result.get("error") or ""), 34, 3)
+    if status == "diverged":
+        return f"diverged at G step {result.get('diverged_at')}"
+    return "no saved samples"
+
+
+def _wrap(text: str, width: int, lines: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:lines])
+
+
+def _final_step(result: dict[str, Any]) -> Any:
+    evaluations = result.get("evaluations") or []
+    return evaluations[-1]["g_step"] if evaluations else (result.get("consumed") or {}).get("g_steps")
+
+
+def _grid(n: int, n_seeds: int) -> tuple[int, int]:
+    """(rows, cols): one column per seed, or, with one seed, variants wrapped four to a row."""
+    cols = n_seeds if n_seeds > 1 else min(n, 4)
+    return math.ceil(n / cols), cols
+
+
+# -- toy samples over the data density -----------------------------------------------------------------
+
+
+def toy_law(dataset: dict[str, Any]) -> Any:
+    """The law samples were scored against, rebuilt from a result's ``dataset`` spec (None if it cannot be)."""
+    from gbench.suite import DatasetSpec
+    from gbench.trial import build_dataset, build_reference
+
+    try:
+        spec = DatasetSpec(
+            name=dataset.get("name", ""),
+            mixture=tuple((m[0], float(m[1]), dict(m[2] if len(m) > 2 else {})) for m in dataset.get("mixture") or ()),
+            options=dict(dataset.get("options") or {}),
+            reference=dataset.get("reference", ""),
+            train_size=dataset.get("train_size", 0),
+            seed=dataset.get("seed", 1),
+        )
+        law = build_reference(spec, build_dataset(spec))
+    except Exception:  # a plugin dataset that is not installed here: plot the samples without the density
+        return None
+    return law if getattr(law, "kind", None) == "toy" and hasattr(law, "log_prob") else None
+
+
+def _window(law: Any, samples: list[np.ndarray]) -> tuple[float, float, float, float]:
+    """A square window around the mixture's components (or around the samples, without a law)."""
+    if law is not None and hasattr(law, "means"):
+        means = np.asarray(law.means, dtype=float)
+        sig = float(np.max(law.sigmas))
+        lo, hi = means.min(0), means.max(0)
+    else:
+        pts = np.concatenate([s for s in samples if len(s)]) if samples else np.zeros((1, 2))
+        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
+        sig = 0.0
+    center, half = (lo + hi) / 2, float(max(hi - lo) / 2)
+    half = max(half * 1.3, half + 6 * sig, 0.5)
+    return center[0] - half, center[0] + half, center[1] - half, center[1] + half
+
+
+def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]],
+                       resolution: int = 300) -> Figure | None:
+    """Saved toy samples (red) over the data log-density (blue), one panel per variant and seed."""
+    trials = [r for r in _trials(manifest, results) if r.get("data_kind", "toy") == "toy"]
+    if not trials:
+        return None
+    samples = {r["trial_id"]: load_trial_samples(run_dir, r) for r in trials}
+    samples = {k: v for k, v in samples.items() if v is not None and v.ndim == 2 and v.shape[1] == 2}
+    if not samples:
+        return None
+    law = toy_law(trials[0].get("dataset") or {})
+    x0, x1, y0, y1 = _window(law, list(samples.values()))
+    n_seeds = len({r.get("seed") for r in trials})
+    rows, cols = _grid(len(trials), n_seeds)
+    fig = Figure(figsize=(cols * PANEL + (1.2 if law is not None else 0.3), rows * PANEL + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    image = None
+    if law is not None:
+        gx, gy = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+        xx, yy = np.meshgrid(gx, gy)
+        logp = law.log_prob(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(resolution, resolution)
+        top = float(np.max(logp))
+        shown = np.clip(logp, top - 12.0, top)  # components as discs about 5 sigma wide
+    for ax, r in zip(axes, trials):
+        ax.set_title(_plain(f"{r.get('label')} · seed {r.get('seed')}"), fontsize=9)
+        if law is not None:
+            image = ax.imshow(shown, origin="lower", extent=(x0, x1, y0, y1), cmap="Blues", vmin=top - 12.0,
+                              vmax=top, interpolation="bilinear", aspect="equal")
+        x = samples.get(r["trial_id"])
+        if x is None:
+            ax.text(0.5, 0.5, _plain(_why_no_samples(r)), transform=ax.transAxes, ha="center", va="center",
+                    fontsize=8, color="0.3")
+        else:
+            ax.scatter(x[:, 0], x[:, 1], s=2, c=SAMPLE_COLOR, alpha=0.5, linewidths=0, rasterized=True)
+            outside = int(np.sum((x[:, 0] < x0) | (x[:, 0] > x1) | (x[:, 1] < y0) | (x[:, 1] > y1)))
+            note = f"n = {len(x)} · G step {_final_step(r)}" + (f" · {outside} outside" if outside else "")
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, ha="left", va="bottom", fontsize=6.5, zorder=5,
+                    bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    for i, ax in enumerate(axes):
+        if i >= len(trials):
+            ax.set_axis_off()
+            continue
+        if i % cols == 0:
+            ax.set_ylabel("x₂", fontsize=8)
+        if i // cols == rows - 1 or i + cols >= len(trials):  # the lowest panel of its column
+            ax.set_xlabel("x₁", fontsize=8)
+            ax.xaxis.set_tick_params(labelbottom=True)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[: len(trials)].tolist(), shrink=min(0.9, 2.0 / rows), pad=0.02)
+        bar.set_label("data log-density log p(x) (nats, clipped 12 below max)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    where = (law.name if law is not None else (trials[0].get("dataset") or {}).get("name") or "data")
+    fig.suptitle(f"Generated samples (red) over the data density (blue)\n{_plain(where)}, final evaluation",
+                 fontsize=10)
+    return fig
+
+
+# -- image sample grids --------------------------------------------------------------------------------
+
+
+def montage(images: np.ndarray, per_row: int = 8, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """uint8 NCHW images as one (H', W', C) picture, ``per_row`` to a row, ``pad`` pixels between."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[:, None]
+    n, c, h, w = images.shape
+    per_row = max(1, min(per_row, n))
+    nrows = math.ceil(n / per_row)
+    out = np.full((nrows * (h + pad) + pad, per_row * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, per_row)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
+            images[i].transpose(1, 2, 0)
+    return out
+
+
+def image_grid_figure(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]],
+                      per_trial: int = 64) -> Figure | None:
+    """An 8 x 8 grid of each trial's saved images (the first ``per_trial``), one panel per variant and seed."""
+    trials = [r for r in _trials(manifest, results) if r.get("data_kind") == "image"]
+    samples = {r["trial_id"]: load_trial_samples(run_dir, r) for r in trials}
+    samples = {k: v for k, v in samples.items() if v is not None and v.ndim == 4 and v.dtype == np.uint8}
+    if not samples:
+        return None
+    n_seeds = len({r.get("seed") for r in trials})
+    rows, cols = _grid(len(trials), n_seeds)
+    side = 3.0
+    fig = Figure(figsize=(max(cols * side + 0.3, 4.2), rows * (side + 0.3) + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, r in zip(axes, trials):
+        ax.set_title(_plain(f"{r.get('label')} · seed {r.get('seed')}"), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        x = samples.get(r["trial_id"])
+        if x is None:
+            ax.text(0.5, 0.5, _plain(_why_no_samples(r)), transform=ax.transAxes, ha="center", va="center",
+                    fontsize=8, color="0.3")
+            continue
+        picture = montage(x[:per_trial], per_row=math.ceil(math.sqrt(min(per_trial, len(x)))))
+        if picture.shape[2] == 1:
+            ax.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        else:
+            ax.imshow(picture, interpolation="nearest")
+        ax.set_xlabel(f"{min(per_trial, len(x))} samples, G step {_final_step(r)}", fontsize=7)
+    for ax in axes[len(trials):]:
+        ax.set_axis_off()
+    fig.suptitle("Generated images, final evaluation\n(the first samples of the common evaluation noise)", fontsize=10)
+    return fig
+
+
+# -- metrics against budget consumed --------------------------------------------------------------------
+
+
+def curve_metrics(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(key, title) of the table metrics that some evaluation recorded, in the table's order."""
+    seen = {k for r in results for e in r.get("evaluations") or () for k, v in (e.get("metrics") or {}).items()
+            if _finite(v)}
+    return [(k, title) for k, title, _ in METRIC_COLUMNS if k in seen]
+
+
+def metric_curves_figure(manifest: dict[str, Any], results: list[dict[str, Any]]) -> Figure | None:
+    """Each metric against the G steps consumed: per variant the mean over seeds, band from min to max."""
+    metrics = curve_metrics(results)
+    if not metrics:
+        return None
+    labels = _labels(manifest, results)
+    colors = _colors(labels)
+    markers = {label: MARKERS[i % len(MARKERS)] for i, label in enumerate(labels)}
+    budget = next((r.get("budget", {}).get("g_steps") for r in results if r.get("budget")), None)
+    cols = min(len(metrics), 3)
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(cols * 4.2, rows * 3.2 + 0.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    handles: dict[str, Any] = {}
+    for ax, (key, title) in zip(axes, metrics):
+        for label in labels:
+            by_step: dict[int, list[float]] = {}
+            for r in results:
+                if r.get("label") != label:
+                    continue
+                for e in r.get("evaluations") or ():
+                    v = (e.get("metrics") or {}).get(key)
+                    if _finite(v):
+                        by_step.setdefault(e["g_step"], []).append(float(v))
+            if not by_step:
+                continue
+            steps = sorted(by_step)
+            mean = [float(np.mean(by_step[s])) for s in steps]
+            lo = [min(by_step[s]) for s in steps]
+            hi = [max(by_step[s]) for s in steps]
+            (line,) = ax.plot(steps, mean, marker=markers[label], markersize=4, lw=1.5,
+                            color=colors[label], label=_plain(label), markerfacecolor="none")
+            if any(len(by_step[s]) > 1 for s in steps):
+                ax.fill_between(steps, lo, hi, color=colors[label], alpha=0.18, linewidth=0)
+            handles.setdefault(label, line)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("G steps consumed" + (f" (budget {budget})" if budget else ""), fontsize=8)
+        ax.set_ylabel(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if budget:
+            ax.set_xlim(0, budget * 1.03)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    if handles:
+        fig.legend(list(handles.values()), [_plain(h) for h in handles], loc="outside lower center",
+                   ncols=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.suptitle("Metrics against budget consumed (mean over seeds; band: min to max over seeds)", fontsize=10)
+    return fig
+
+
+# -- delta-controlled GAN: achieved against target ------------------------------------------------------
+
+
+def _interval(s: dict[str, Any], fallback: tuple[float, float] | None) -> tuple[float, float] | None:
+    """(below, above) error-bar lengths: the t-interval over seeds, else the one trial's own interval."""
+    if s["mean"] is None:
+        return None
+    if s["ci_low"] is not None and s["ci_high"] is not None:
+        return s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]
+    if fallback and all(_finite(v) for v in fallback):
+        return max(0.0, s["mean"] - fallback[0]), max(0.0, fallback[1] - s["mean"])
+    return 0.0, 0.0
+
+
+def delta_figure(manifest: dict[str, Any], results: list[dict[str, Any]]) -> Figure | None:
+    """Achieved JSD(p, p_g) and JSD(p, p_δ) against the target δ, with the line y = x."""
+    rows = [row for row in summarise(results, manifest.get("variants", ())) if row["target"]]
+    rows = [row for row in rows if row["target"]["achieved"]["mean"] is not None
+            or row["target"]["jsd_p_pdelta"]["mean"] is not None]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    deltas = [row["target"]["delta"] for row in rows]
+    top = max(deltas) * 1.15
+    ax.plot([0, top], [0, top], color="0.4", ls="--", lw=1, label="y = x (on target)")
+    labelled: set[str] = set()
+
+    def once(name: str) -> str | None:
+        if name in labelled:
+            return None
+        labelled.add(name)
+        return name
+
+    spread = 0.012 * top  # offsets so the markers of one δ do not hide each other
+    for row in rows:
+        t, delta = row["target"], row["target"]["delta"]
+        trials = [r for r in results if r.get("label") == row["label"]]
+        ok = [r for r in trials if r["status"] == "ok"]
+        single = ok[0]["metrics"] if len(ok) == 1 else {}
+        err = _interval(t["achieved"], (single.get("jsd_ci_low"), single.get("jsd_ci_high")) if single else None)
+        if err is not None:
+            ax.errorbar([delta], [t["achieved"]["mean"]], yerr=[[err[0]], [err[1]]], fmt="o", color="C3",
+                        capsize=4, markersize=6, label=once("achieved JSD(p, p_g), 95% CI"))
+            seeds = [r["metrics"].get("jsd_bits") for r in ok if _finite(r["metrics"].get("jsd_bits"))]
+            if len(seeds) > 1:
+                ax.scatter([delta + spread] * len(seeds), seeds, s=14, facecolors="none", edgecolors="C3",
+                           linewidths=0.8, label=once("achieved, per seed"))
+        targets = [r["target"] for r in trials if r.get("target")]
+        one = targets[0] if len(targets) == 1 else {}
+        err = _interval(t["jsd_p_pdelta"], tuple(one.get("jsd_p_pdelta_ci") or ()) or None)
+        if err is not None:
+            ax.errorbar([delta - spread], [t["jsd_p_pdelta"]["mean"]], yerr=[[err[0]], [err[1]]], fmt="s",
+                        color="C0", capsize=4, markersize=5, label=once("JSD(p, p_δ) of the training stream"))
+        err = _interval(t["jsd_pdelta_pg"], tuple(one.get("jsd_pdelta_pg_ci") or ()) or None)
+        if err is not None:
+            ax.errorbar([delta + 2 * spread], [t["jsd_pdelta_pg"]["mean"]], yerr=[[err[0]], [err[1]]], fmt="^",
+                        color="C2", capsize=4, markersize=5, label=once("JSD(p_δ, p_g)"))
+    # the unperturbed base variant(s), for scale
+    bases = {(r.get("variant_config") or {}).get("base") for r in results if r.get("target")} - {None}
+    for row in summarise(results, manifest.get("variants", ())):
+        if row["target"] or row["variant"] not in bases:
+            continue
+        s = row["metrics"].get("jsd_bits")
+        if s and s["mean"] is not None:
+            ax.axhline(s["mean"], color="0.55", ls=":", lw=1.2, label=_plain(f"{row['label']} (no δ): achieved JSD"))
+    ax.set_xlim(0, top)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.set_xlabel("target δ (bits)")
+    ax.set_ylabel("JSD (bits)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    kinds = {r.get("data_kind", "toy") for r in results}
+    how = "images: classifier lower bounds" if kinds == {"image"} else "toys: against the exact data density"
+    ax.set_title(f"δ-controlled GAN: achieved against target JSD\n({how})", fontsize=10)
+    return fig
+
+
+# -- everything ----------------------------------------------------------------------------------------
+
+
+def run_plots(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]]) -> list[Plot]:
+    """Every plot that applies to the run, with a heading and a caption each."""
+    plots: list[Plot] = []
+    fig = toy_samples_figure(run_dir, manifest, results)
+    if fig is not None:
+        plots.append(Plot("toy-samples", "Samples over the data density", (
+            "Red: the first samples of each trial's final evaluation (the common evaluation noise); blue: the "
+            "exact log-density of the data law the metrics score against. One panel per variant and seed."), fig))
+    fig = image_grid_figure(run_dir, manifest, results)
+    if fig is not None:
+        plots.append(Plot("image-samples", "Image samples", (
+            "The first 64 images of each trial's final evaluation (the common evaluation noise), "
+            "one 8 x 8 grid per variant and seed."), fig))
+    fig = metric_curves_figure(manifest, results)
+    if fig is not None:
+        plots.append(Plot("metrics-vs-budget", "Metrics against budget consumed", (
+            "Each metric at every evaluation point against the G steps consumed: per variant the mean over "
+            "seeds (line) and the range from the lowest to the highest seed (band)."), fig))
+    fig = delta_figure(manifest, results)
+    if fig is not None:
+        plots.append(Plot("delta-target", "δ-controlled GAN: achieved against target", (
+            "Per target δ: the achieved JSD(p, p_g) (red, 95% interval over seeds, or the estimator's own "
+            "interval for one seed; hollow: each seed), the training stream's JSD(p, p_δ) (blue) and, on "
+            "images, JSD(p_δ, p_g) (green). A point below the dashed line y = x is within target."), fig))
+    return plots

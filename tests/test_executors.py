@@ -1,0 +1,146 @@
+"""Executors: local, process pool and Ray give the same numbers for the same suite, seeds and threads."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gbench.cli import cli
+from gbench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
+from gbench.errors import GbenchError
+from gbench.results import load_results
+from gbench.runner import run_suite
+from gbench.suite import load_suite
+from gbench.trial import Runtime, trials_of
+
+# 2 variants x 2 seeds, a few seconds in all.
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+variants = ["sgan", "deligan"]
+[dataset]
+name = "ring8"
+train_size = 512
+[model]
+g_hidden = 16
+d_hidden = 16
+depth = 2
+[budget]
+g_steps = 30
+batch_size = 32
+[eval]
+num_samples = 500
+at = [0.5, 1.0]
+"""
+COMPARED = ("status", "metrics", "loss_curve", "evaluations")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("suite") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_results(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The reference: every trial in this process, one torch thread."""
+    out = tmp_path_factory.mktemp("local")
+    results = run_suite(load_suite(str(tiny)), out, quiet=True, executor=LocalExecutor(threads=1))
+    return {r["trial_id"]: r for r in results}
+
+
+def same_numbers(results: list[dict], reference: dict[str, dict]) -> None:
+    assert sorted(r["trial_id"] for r in results) == sorted(reference) and len(reference) == 4
+    for r in results:
+        ref = reference[r["trial_id"]]
+        assert r["status"] == "ok", r["error"]
+        for key in COMPARED:
+            assert r[key] == ref[key], (r["trial_id"], key)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_local_records_executor_and_threads(local_results: dict[str, dict]):
+    for r in local_results.values():
+        assert r["status"] == "ok", r["error"]
+        assert r["runtime"]["executor"] == "local" and r["runtime"]["threads"] == 1
+        assert r["provenance"]["pid"] == os.getpid() and r["provenance"]["torch_threads"] == 1
+
+
+def test_process_executor_runs_elsewhere_with_the_same_numbers(tiny: Path, tmp_path: Path,
+                                                               local_results: dict[str, dict]):
+    out = tmp_path / "process"
+    result = invoke("run", str(tiny), "--out", str(out), "--executor", "process", "--jobs", "2", "--threads", "1",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest, results = load_results(out)
+    assert {k: manifest["runtime"][k] for k in ("executor", "jobs", "threads")} == \
+        {"executor": "process", "jobs": 2, "threads": 1}
+    same_numbers(results, local_results)
+    pids = {r["provenance"]["pid"] for r in results}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # spawned workers, at most --jobs of them
+    for r in results:
+        assert r["runtime"]["executor"] == "process" and r["provenance"]["torch_threads"] == 1
+
+
+def test_ray_executor_same_numbers(tiny: Path, tmp_path: Path, local_results: dict[str, dict]):
+    ray = pytest.importorskip("ray")
+    # "local": a fresh instance even where a `ray start` cluster is running (CI starts one later)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        results = run_suite(load_suite(str(tiny)), tmp_path / "ray", quiet=True, executor=RayExecutor(threads=1))
+        assert ray.is_initialized()  # a session it did not start is left running
+    finally:
+        ray.shutdown()
+    same_numbers(results, local_results)
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["runtime"]["executor"] == "ray" and manifest["runtime"]["threads"] == 1
+    assert manifest["runtime"]["ray"] == ray.__version__ and manifest["runtime"]["cluster"]["CPU"] == 2
+    for r in results:
+        assert r["runtime"]["executor"] == "ray" and r["provenance"]["torch_threads"] == 1
+        assert r["provenance"]["pid"] != os.getpid() and r["provenance"]["torch"]  # the worker's own provenance
+
+
+class _DieWhenUnpickled:
+    """Kills the worker process that unpickles it, as an out-of-memory kill would."""
+
+    def __reduce__(self):
+        return os._exit, (1,)
+
+
+def test_a_dead_worker_fails_its_trial_and_the_others_are_kept(tiny: Path):
+    trials = trials_of(load_suite(str(tiny)).select(["sgan"], None))
+    got: list[tuple[str, dict]] = []
+    ProcessExecutor(jobs=1, threads=1).map_trials(
+        trials, Runtime(), lambda t, r: got.append((t.id, r)),
+        options=lambda t: {"resume": _DieWhenUnpickled()} if t.seed == 1 else {})
+    status = {tid: r["status"] for tid, r in got}
+    assert status == {"sgan-seed0": "ok", "sgan-seed1": "failed"}
+    assert "BrokenProcessPool" in dict(got)["sgan-seed1"]["error"]
+
+
+def test_bad_executor_options_are_one_line_errors(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cases = [
+        (["--executor", "slurm"], "unknown executor 'slurm' (use local, process, ray)"),
+        (["--executor", "process", "--address", "auto"], "--address is for --executor ray"),
+        (["--jobs", "2"], "use --executor process or ray for --jobs"),
+        (["--executor", "process", "--jobs", "0"], "--jobs must be at least 1"),
+    ]
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    cases.append((["--executor", "ray"], "the ray executor needs `pip install gbench[ray]`"))
+    for i, (args, message) in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        result = invoke("run", str(tiny), "--out", str(out), "--quiet", *args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+        assert not out.exists()  # refused before anything was written
+    with pytest.raises(GbenchError, match="pip install gbench"):
+        make_executor("ray")
