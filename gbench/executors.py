@@ -84,23 +84,31 @@ def make_executor(name: str = "local", jobs: int | None = None, address: str | N
 
 def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, executor: str = "local",
             jobs: int | None = 1, progress: Callable[[int], None] | None = None,
-            full_provenance: bool = False, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            remote: bool = False, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run one trial with ``threads`` intra-op threads (None: leave torch's setting) and record how.
 
     The same function runs in every executor's worker, so a trial's numbers depend on its suite, seed
-    and thread count, not on where it ran."""
+    and thread count, not on where it ran. ``remote``: this may be another machine (Ray): record its
+    own provenance, and checkpoint only where the run directory is visible (a shared file system)."""
+    options = dict(options or {})
+    note = None
+    if remote and options.get("checkpoint_path") and not Path(options["checkpoint_path"]).parent.parent.is_dir():
+        options.pop("checkpoint_path")
+        options.pop("resume", None)
+        note = "off: the run directory is not on this node's file system"
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         used = torch.get_num_threads()
-        result = run_trial(trial, runtime, progress, **(options or {}))
+        result = run_trial(trial, runtime, progress, **options)
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
-    result["runtime"] = {**result.get("runtime", {}), "executor": executor, "jobs": jobs, "threads": threads}
+    result["runtime"] = {**result.get("runtime", {}), "executor": executor, "jobs": jobs, "threads": threads,
+                         **({"checkpoints": note} if note else {})}
     facts: dict[str, Any] = {}
-    if full_provenance:  # another machine, maybe: its own versions, processor, GPU
+    if remote:  # another machine, maybe: its own versions, processor, GPU
         from gbench.results import provenance
 
         facts = provenance(runtime.device)
@@ -329,7 +337,7 @@ class RayExecutor:
                 while todo and len(refs) < in_flight:
                     trial = todo.pop(0)
                     ref = task.remote(trial, runtime, threads=threads, executor=self.name, jobs=self.jobs,
-                                      full_provenance=True, options=_portable(options, trial))
+                                      remote=True, options=_portable(options, trial))
                     refs[ref] = trial
                 done, _ = ray.wait(list(refs), num_returns=1)
                 for ref in done:

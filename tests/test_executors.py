@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gbench.cli import cli
-from gbench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor
+from gbench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor, run_one
 from gbench.errors import GbenchError
 from gbench.results import load_results
 from gbench.runner import run_suite
@@ -106,6 +106,15 @@ def test_ray_executor_same_numbers(tiny: Path, tmp_path: Path, local_results: di
     for r in results:
         assert r["runtime"]["executor"] == "ray" and r["provenance"]["torch_threads"] == 1
         assert r["provenance"]["pid"] != os.getpid() and r["provenance"]["torch"]  # the worker's own provenance
+
+
+def test_a_remote_worker_without_the_run_directory_trains_without_checkpoints(tiny: Path, tmp_path: Path):
+    trial = trials_of(load_suite(str(tiny)))[0]
+    elsewhere = {"checkpoint_path": tmp_path / "not-here" / "checkpoints" / f"{trial.id}.pt", "resume": True}
+    result = run_one(trial, Runtime(), threads=1, executor="ray", remote=True, options=elsewhere)
+    assert result["status"] == "ok", result["error"]
+    assert result["runtime"]["checkpoints"].startswith("off") and result["provenance"]["torch"]
+    assert not (tmp_path / "not-here").exists()
 
 
 class _DieWhenUnpickled:
