@@ -67,7 +67,6 @@ from torch.nn.utils import parametrize
 from gbench.backbones import Logits, build_backbone
 from gbench.budget import Meter
 from gbench.errors import GbenchError
-from gbench.loop import BatchStream
 from gbench.trial import (
     STREAM_DATA, STREAM_INIT, STREAM_LATENT, STREAM_VARIANT, Runtime, Trial, _target, build_dataset,
     build_reference, build_variant, describe, evaluate, metric_options, metrics_for, stream_seed,
@@ -219,7 +218,7 @@ def probe_losses(variant: Variant, data_dim: int) -> LossUse:
                               f"({type(exc).__name__}: {exc})") from None
         if any(c is not x_real and c is not x_fake for c in calls):
             raise GbenchError(f"its {which}_loss calls the critic on something other than the two batches")
-        if not torch.allclose(ref, via_logits, rtol=1e-6, atol=1e-7):
+        if not torch.allclose(ref, via_logits, rtol=1e-6, atol=1e-7, equal_nan=True):
             raise GbenchError(f"its {which}_loss reads the batches other than through the critic")
         use[which] = (any(c is x_real for c in calls), any(c is x_fake for c in calls))
     if not torch.equal(state, torch.get_rng_state()):
@@ -389,6 +388,27 @@ def run_trials(trials: Sequence[Trial], runtime: Runtime = Runtime(),
     return records
 
 
+class StackedBatchStream:
+    """S ``gbench.loop.BatchStream``s over one training set in lockstep: seed s's batches are exactly
+    those of ``BatchStream(data, batch_size, rngs[s])`` (a new permutation from its generator each
+    epoch), gathered for all seeds at once as (S, batch_size, ...)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, rngs: Sequence[torch.Generator]) -> None:
+        self.data, self.batch_size, self.rngs = data, batch_size, list(rngs)
+        self._order = torch.empty(len(self.rngs), 0, dtype=torch.long, device=data.device)
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > self._order.shape[1]:
+            self._order = torch.stack([torch.randperm(len(self.data), generator=r, device=self.data.device)
+                                       for r in self.rngs])
+            self._pos = 0
+        idx = self._order[:, self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        batch = self.data[idx]
+        return batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
+
+
 def build_stacked(trials: Sequence[Trial], variant: Variant, backbone: Any, device: torch.device
                   ) -> tuple[StackedMLP, StackedMLP]:
     """Each seed's nets built exactly as ``run_trial`` builds them, stacked (generator, critic)."""
@@ -419,12 +439,14 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
         return torch.Generator(device).manual_seed(stream_seed(seed, stream))
 
     batch, z_dim = budget.batch_size, suite.model.z_dim
-    streams = [BatchStream(train_set, batch, rng(t.seed, STREAM_DATA)) for t in trials]
+    stream = StackedBatchStream(train_set, batch, [rng(t.seed, STREAM_DATA) for t in trials])
     latent_rngs = [rng(t.seed, STREAM_LATENT) for t in trials]
     variant_rngs = [rng(t.seed, STREAM_VARIANT) for t in trials]
+    perturbs = type(variant).perturb_real is not Variant.perturb_real  # else the identity: skip the calls
 
     def real() -> torch.Tensor:
-        return torch.stack([variant.perturb_real(d.next(), r) for d, r in zip(streams, variant_rngs)])
+        x = stream.next()
+        return torch.stack([variant.perturb_real(x[s], r) for s, r in enumerate(variant_rngs)]) if perturbs else x
 
     def latent() -> torch.Tensor:
         return torch.stack([torch.randn(batch, z_dim, generator=r, device=device) for r in latent_rngs])

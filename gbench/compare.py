@@ -65,16 +65,12 @@ from scipy import stats
 from tabulate import tabulate
 
 from gbench.errors import GbenchError
+from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
 from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci
 from gbench.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
 
-# +1: higher is better, -1: lower is better; ``nonstd_X`` follows ``X``. Other keys: differences only.
-DIRECTIONS = {
-    "modes": 1, "hq_percent": 1, "isc_mean": 1,
-    "reverse_kl": -1, "jsd_bits": -1, "fid": -1, "kid_mean": -1,
-}
 SKIPPED_SUFFIXES = ("_ci_low", "_ci_high", "_std")
 SKIPPED_KEYS = ("modes_total",)
 
@@ -82,9 +78,7 @@ STRICT_FIELDS = ("data_kind", "dataset.name", "dataset.mixture", "dataset.option
                  "protocol.reference", "protocol.eval_samples", "protocol.eval_seed")
 BUDGET_FIELDS = ("budget.g_steps", "budget.d_steps_per_g_step", "budget.batch_size", "budget.max_device_seconds",
                  "dataset.train_size", "dataset.seed")
-# Leaves of a metric's protocol record that say where or with what software, not how, a number was made.
-IGNORED_METRIC_FIELDS = ("weights", "weights_path", "weights_source", "cache_dir", "cuda", "cache_name",
-                         "cache_hit", "cache_root", "torch_fidelity_version")
+IGNORED_METRIC_FIELDS = LOCAL_PROTOCOL_FIELDS
 
 _MISSING = object()
 _TITLES = {key: (title, decimals) for key, title, decimals in METRIC_COLUMNS}
@@ -404,10 +398,6 @@ def metric_keys(groups: list[Group]) -> list[str]:
                if k not in SKIPPED_KEYS and not k.endswith(SKIPPED_SUFFIXES)}
     known = [k for k, _, _ in METRIC_COLUMNS if k in present]
     return known + sorted(present - set(known))
-
-
-def direction(key: str) -> int | None:
-    return DIRECTIONS.get(key[len("nonstd_"):] if key.startswith("nonstd_") else key)
 
 
 def _values(g: Group, key: str) -> dict[int, float]:

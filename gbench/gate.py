@@ -23,7 +23,8 @@ Tolerance, per variant and metric
     the rule: ``"tolerances": {"*": {"modes": 1.0}, "sgan": {"jsd_bits": 0.2}}`` in the baseline file
     (a label's entry wins over ``"*"``), or ``--tolerance [LABEL:]METRIC=VALUE`` on either command
     (on ``check`` it wins over the file). ``alpha`` and ``floors`` are stored in the file
-    (``"gate"``), so editing them there changes the rule for that baseline.
+    (``"gate"``), so editing them there changes the rule for that baseline. Record at least 3 seeds:
+    ``k`` is 6.96 for 3, 3.75 for 5, but 31.8 for 2 (``gbench baseline`` warns below 3).
 
 Trials
     A trial that is not ``ok`` in the run is a regression unless the baseline's trial of the same seed
@@ -41,6 +42,9 @@ Protocol
     library versions) and finally the suite hash (model, optimiser, variants' settings...). Seeds may
     differ (the tolerance is for independent seeds); the device, processor and thread count may differ
     (recorded under ``provenance`` for reference).
+
+Library: ``make_baseline(run_dir)``, ``check_run(run_dir, baseline)`` (rows), ``failures(rows)``,
+``read_baseline(path)``; the click commands ``baseline`` and ``check`` are registered in ``gbench.cli``.
 """
 from __future__ import annotations
 
@@ -57,33 +61,21 @@ from scipy import stats
 from tabulate import tabulate
 
 from gbench.errors import GbenchError
+from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, direction
 from gbench.results import load_results, read_json, write_json
 
 SCHEMA = 1
 ALPHA = 0.01
-# +1: higher is better, -1: lower is better (as in gbench.compare); ``nonstd_X`` follows ``X``.
-DIRECTIONS = {"modes": 1, "hq_percent": 1, "isc_mean": 1, "reverse_kl": -1, "jsd_bits": -1, "fid": -1, "kid_mean": -1}
 # The smallest change that counts, in the metric's units (modes: components; HQ: percentage points;
 # reverse KL: nats; JSD: bits); ``nonstd_X`` follows ``X``.
 FLOORS = {"modes": 1.0, "hq_percent": 5.0, "isc_mean": 0.2, "reverse_kl": 0.1, "jsd_bits": 0.05, "fid": 2.0,
           "kid_mean": 0.002}
-# Leaves of a metric's protocol record that say where or with what software a number was made, not how.
-LOCAL_FIELDS = ("weights", "weights_path", "weights_source", "cache_dir", "cuda", "cache_name", "cache_hit",
-                "cache_root", "torch_fidelity_version", "root")
+LOCAL_FIELDS = LOCAL_PROTOCOL_FIELDS
 FAILING = ("regressed", "missing")
 FORMATS = ("github", "plain")
 
 
 # -- the rule -----------------------------------------------------------------------------------------
-
-
-def _base(key: str) -> str:
-    return key[len("nonstd_"):] if key.startswith("nonstd_") else key
-
-
-def direction(key: str) -> int | None:
-    """+1 if higher is better, -1 if lower is better, None if ``key`` is not gated."""
-    return DIRECTIONS.get(_base(key))
 
 
 def tolerance(entry: Mapping[str, Any], n_run: int, alpha: float, floor: float,
@@ -130,7 +122,8 @@ def _check_labels(tolerances: Mapping[str, Any], labels: Iterable[str], where: s
     known = set(labels)
     for label in tolerances:
         if label != "*" and label not in known:
-            raise GbenchError(f"{where}: tolerance for unknown variant {label!r} (variants: {', '.join(sorted(known))})")
+            raise GbenchError(f"{where}: tolerance for unknown variant {label!r} "
+                              f"(variants: {', '.join(sorted(known))})")
 
 
 # -- fingerprint --------------------------------------------------------------------------------------
@@ -186,10 +179,10 @@ def _short(value: Any) -> str:
 
 def check_protocol(base: Mapping[str, Any], run: Mapping[str, Any], run_dir: Path, where: str) -> None:
     """Raise :class:`GbenchError` naming the first field in which ``run`` differs from ``base``."""
-    for field in base:
-        if field == "metric_protocols" and (base[field] is None or run.get(field) is None):
+    for field in list(run) + [f for f in base if f not in run]:  # fingerprint()'s order: suite hash last
+        if field == "metric_protocols" and (base.get(field) is None or run.get(field) is None):
             continue  # no ok trial on one side: nothing was scored, the trial checks say so
-        found = _first_difference(base[field], run.get(field), field)
+        found = _first_difference(base.get(field), run.get(field), field)
         if found:
             path, a, b = found
             raise GbenchError(f"{run_dir}: protocol differs from baseline {where} in {path}: baseline {_short(a)}, "
@@ -284,7 +277,7 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
 def _explicit(tolerances: Mapping[str, Mapping[str, float]], label: str, key: str) -> float | None:
     for scope in (label, "*"):
         table = tolerances.get(scope) or {}
-        for k in (key, _base(key)):
+        for k in (key, base_key(key)):
             if k in table:
                 return float(table[k])
     return None
@@ -312,8 +305,8 @@ def _trial_row(label: str, base: Mapping[str, Any] | None, group: list[dict[str,
     return {**row, "status": "ok", "note": ""}
 
 
-def check_run(run_dir: str | Path, baseline: Mapping[str, Any], tolerances: Mapping[str, Mapping[str, float]] | None = None,
-          where: str = "file") -> list[dict[str, Any]]:
+def check_run(run_dir: str | Path, baseline: Mapping[str, Any],
+              tolerances: Mapping[str, Mapping[str, float]] | None = None, where: str = "file") -> list[dict[str, Any]]:
     """Every check of the run in ``run_dir`` against ``baseline``: one row per variant for its trials
     and one per gated metric (``status``: ok, better, regressed, missing; new = not gated)."""
     manifest, results = _load_run(run_dir)
@@ -329,18 +322,17 @@ def check_run(run_dir: str | Path, baseline: Mapping[str, Any], tolerances: Mapp
     for label in list(groups) + [b for b in base_variants if b not in groups]:  # the run's (suite's) order
         base, group = base_variants.get(label), groups.get(label)
         rows.append(_trial_row(label, base, group))
-        if base is None:
+        if base is None or group is None:  # new: not gated; absent: its trials row says so
             continue
         for key, entry in base["metrics"].items():
-            values = _values(group, key) if group is not None else []
+            values = _values(group, key)
             explicit = _explicit(tolerances, label, key)
-            tol, basis = tolerance(entry, len(values) or entry["n"], alpha, floors.get(_base(key), 0.0), explicit)
+            tol, basis = tolerance(entry, len(values) or entry["n"], alpha, floors.get(base_key(key), 0.0), explicit)
             row = {"variant": label, "metric": key, "direction": entry["direction"], "baseline": entry["mean"],
                    "baseline_sd": entry.get("sd"), "n_baseline": entry["n"], "tolerance": tol, "basis": basis,
                    "n_run": len(values)}
             if not values:
-                rows.append({**row, "run": None, "change": None, "status": "missing",
-                             "note": "variant not in the run" if group is None else "no ok trial has this metric"})
+                rows.append({**row, "run": None, "change": None, "status": "missing", "note": "no ok trial has it"})
                 continue
             run_mean = float(np.mean(values))
             worse = (entry["mean"] - run_mean) * (1 if entry["direction"] == "higher" else -1)  # > 0: worse
@@ -390,7 +382,7 @@ def render_baseline(data: Mapping[str, Any], fmt: str = "github") -> str:
     for label, v in data["variants"].items():
         table.append([label, "trials ok", f"{v['ok']}/{v['trials']}", "-", "-", "-"])
         for key, e in v["metrics"].items():
-            tol, basis = tolerance(e, e["n"], alpha, floors.get(_base(key), 0.0),
+            tol, basis = tolerance(e, e["n"], alpha, floors.get(base_key(key), 0.0),
                                    _explicit(data.get("tolerances") or {}, label, key))
             table.append([label, key, _num(e["mean"]), _num(e.get("sd")), str(e["n"]), f"{_num(tol)} ({basis})"])
     headers = ["variant", "metric", "mean", "sd", "n", "tolerance at equal n"]
@@ -413,8 +405,13 @@ def baseline(run_dir: Path, output: Path, tolerance_items: tuple[str, ...]) -> N
     over seeds and the protocol."""
     data = make_baseline(run_dir, parse_tolerances(tolerance_items))
     for label, v in data["variants"].items():
+        n = min((e["n"] for e in v["metrics"].values()), default=0)
         if not v["metrics"]:
             click.echo(f"gbench: warning: variant {label!r} has no ok trial: only its trials are gated", err=True)
+        elif n < 3:
+            click.echo(f"gbench: warning: variant {label!r} has {n} ok trial(s): its tolerances are "
+                       f"{'the floors' if n == 1 else 'very wide (k = 31.8)'}; use 3 or more seeds, or --tolerance",
+                       err=True)
     write_json(output, data)
     click.echo(render_baseline(data))
     click.echo(f"\nbaseline of {run_dir} ({data['suite']}, hash {data['suite_hash']}, seeds "

@@ -113,7 +113,7 @@ def _add(pm: pluggy.PluginManager, info: list[PluginInfo], name: str, source: st
     unknown = [hc.name for hc in hookcallers if hc.spec is None]
     if unknown:
         pm.unregister(obj)
-        known = ", ".join(n for n in dir(hookspecs) if n.startswith(("register_", "update_")))
+        known = ", ".join(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "gbench_spec"))
         entry.error = f"unknown hook {unknown[0]!r}, rejected (gbench hooks: {known})"
         return
     entry.hooks = sorted(hc.name for hc in hookcallers)

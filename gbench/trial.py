@@ -19,7 +19,7 @@ from gbench.errors import GbenchError
 from gbench.loop import BatchStream, train
 from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
-from gbench.observers import frozen, notify, observing, readonly
+from gbench.observers import notify, observing
 from gbench.plugins import get_plugins
 from gbench.results import SCHEMA
 from gbench.suite import DatasetSpec, Suite, VariantSpec
@@ -115,7 +115,7 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
     started = time.time()
     record: dict[str, Any] = {"trial_id": trial.id, "status": "failed", "error": None, **describe(trial, runtime)}
     if observing("trial_started"):
-        notify("trial_started", trial_info=frozen({k: v for k, v in record.items() if k not in ("status", "error")}))
+        notify("trial_started", trial_info={k: v for k, v in record.items() if k not in ("status", "error")})
     try:
         record.update(_run(trial, runtime, progress, checkpoint_path, resume))
         record["protocol"]["metrics"] = record.pop("metric_protocol")
@@ -126,7 +126,7 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
         record["traceback"] = traceback.format_exc()
     record["started"] = started
     if observing("trial_finished"):
-        notify("trial_finished", trial_id=trial.id, result=frozen({k: v for k, v in record.items() if k != "_samples"}))
+        notify("trial_finished", trial_id=trial.id, result={k: v for k, v in record.items() if k != "_samples"})
     return record
 
 
@@ -167,8 +167,7 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
                             **({"metric_errors": errors} if errors else {})})
         meter.consumed.eval_seconds += time.perf_counter() - t0
         if observing("evaluated"):
-            notify("evaluated", trial_id=trial.id, g_step=step, metrics=dict(values),
-                   samples=readonly(kept[0]) if kept else None)
+            notify("evaluated", trial_id=trial.id, g_step=step, metrics=values, samples=kept[0] if kept else None)
 
     variant_rng = rng(STREAM_VARIANT)
     state = TrainingState(nets, opt_g, opt_d, data, {"data": data.rng, "latent": latent_rng, "variant": variant_rng},

@@ -8,6 +8,24 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+# +1: higher is better, -1: lower is better; ``nonstd_X`` follows ``X``. Other keys have no direction.
+DIRECTIONS = {"modes": 1, "hq_percent": 1, "isc_mean": 1, "reverse_kl": -1, "jsd_bits": -1, "fid": -1, "kid_mean": -1}
+# Leaves of a metric's protocol record that say where or with what software a number was made, not how:
+# results differing only in these are comparable.
+LOCAL_PROTOCOL_FIELDS = ("weights", "weights_path", "weights_source", "cache_dir", "cuda", "cache_name", "cache_hit",
+                         "cache_root", "torch_fidelity_version", "root")
+
+
+def base_key(key: str) -> str:
+    """``nonstd_fid`` -> ``fid``: the metric a non-standard number stands in for."""
+    return key[len("nonstd_"):] if key.startswith("nonstd_") else key
+
+
+def direction(key: str) -> int | None:
+    """+1 if higher is better, -1 if lower is better, None if unknown."""
+    return DIRECTIONS.get(base_key(key))
+
+
 @dataclass(frozen=True)
 class MetricConfig:
     """Base for a metric's settings; a suite sets them in its ``[eval.<metric name>]`` table."""

@@ -2,8 +2,9 @@
 
 The harness calls the hooks ``trial_started``, ``log_scalars``, ``evaluated`` and ``trial_finished``
 (``gbench/hookspecs.py``) through :func:`notify`, which calls each implementation on its own and
-catches what it raises: a broken observer costs one warning on stderr, never a trial. Arguments are
-copies or read-only views, so an observer cannot alter what is recorded.
+catches what it raises: a broken observer costs one warning on stderr, never a trial. Each
+implementation gets its own copies of the arguments (numpy arrays: read-only views), so an observer
+can change neither what is recorded nor what the next observer sees.
 
 An observer is any object or module with ``@gbench.hookimpl`` functions named after those hooks,
 registered with the plugin manager: an installed plugin (entry-point group ``gbench``) observes every
@@ -31,14 +32,14 @@ def observing(hook: str) -> bool:
 
 
 def notify(hook: str, **kwargs: Any) -> None:
-    """Call every implementation of the observer ``hook`` with ``kwargs``; an exception in one is
-    reported on stderr (once per plugin and hook) and does not stop the others or the trial."""
+    """Call every implementation of the observer ``hook`` with its own copy of ``kwargs``; an exception
+    in one is reported on stderr (once per plugin and hook) and does not stop the others or the trial."""
     pm = get_plugins().manager
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):  # pluggy's order: last registered first
         if impl.hookwrapper or impl.wrapper:
             continue
         try:
-            impl.function(*(kwargs[name] for name in impl.argnames))
+            impl.function(*(frozen(kwargs[name]) for name in impl.argnames))
         except Exception as exc:  # an observer must not take a trial down
             name = pm.get_name(impl.plugin) or repr(impl.plugin)
             if (name, hook) not in _reported:
@@ -48,10 +49,22 @@ def notify(hook: str, **kwargs: Any) -> None:
 
 
 def frozen(value: Any) -> Any:
-    """A copy of a record for observers (numpy arrays as read-only views)."""
+    """A copy of a hook argument for one observer (numpy arrays: read-only views, also inside dicts)."""
     if isinstance(value, np.ndarray):
         return readonly(value)
-    return copy.deepcopy(value)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return copy.deepcopy(value, {id(a): readonly(a) for a in _arrays(value)})
+
+
+def _arrays(value: Any) -> list[np.ndarray]:
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        return [a for v in value.values() for a in _arrays(v)]
+    if isinstance(value, (list, tuple)):
+        return [a for v in value for a in _arrays(v)]
+    return []
 
 
 def readonly(array: np.ndarray | None) -> np.ndarray | None:
