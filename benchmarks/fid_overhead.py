@@ -1,7 +1,7 @@
 """FID/IS overhead: gbench's ``fidelity`` metric against a direct ``torch_fidelity.calculate_metrics`` call.
 
 Same inputs for both: N CIFAR-10 train images as the "generated" set and N CIFAR-10 test images as the
-reference (from /work/shared/data/cifar10.npz, or ``--npz``; seeded random subsets), else synthetic
+reference (from ../shared/data/cifar10.npz, or ``--npz``; seeded random subsets), else synthetic
 images. The extractor is torch-fidelity's Inception (``inception-v3-compat``) when
 ``GBENCH_INCEPTION_WEIGHTS`` points at its weights, else a small deterministic conv net registered
 here (256-d features, 1008 logits); the script says which.
@@ -41,7 +41,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from gbench.metrics import fidelity
 from gbench.metrics.fidelity import FidelityConfig, FidelityMetric, UInt8Images
 
-CIFAR = Path("/work/shared/data/cifar10.npz")
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10.npz"  # ../shared beside the repo
 BENCH_NET = "gbench-bench-net"
 
 

@@ -2,7 +2,7 @@
 
 Two settings, each with the same models, batch, SGAN losses, data and initial weights in both loops:
 the toy MLP backbone on ring8 and the 32x32 CNN backbone (SN-GAN's standard CNN, spectral
-normalisation in D) on CIFAR-10 images from /work/shared/data/cifar10.npz (or $GBENCH_CIFAR10) if
+normalisation in D) on CIFAR-10 images from ../shared/data/cifar10.npz (or $GBENCH_CIFAR10) if
 present, else random images in [-1, 1]. Both loops get float data in [-1, 1]. The two loops are
 timed in alternating rounds in one process and the median of each is compared.
 Usage: python benchmarks/overhead.py [--steps 300] [--rounds 7] [--cnn-steps 1] [--cnn-rounds 11]
@@ -31,7 +31,7 @@ from gbench.toy import ring8
 from gbench.variant import Nets
 from gbench_plugins.sgan import SGAN
 
-CIFAR10 = Path(os.environ.get("GBENCH_CIFAR10", "/work/shared/data/cifar10.npz"))
+CIFAR10 = Path(os.environ.get("GBENCH_CIFAR10", Path(__file__).resolve().parents[2] / "shared/data/cifar10.npz"))
 
 
 def make(backbone: Any, lr: float):

@@ -23,7 +23,7 @@ from gbench.images import (
     synthetic_images,
 )
 
-REAL_NPZ = Path("/work/shared/data/cifar10.npz")
+REAL_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10.npz"  # ../shared beside the repo
 
 
 @pytest.fixture(autouse=True)
