@@ -143,10 +143,10 @@ def train(
         amp.step(loss_g, opt_g)
 
         used.g_steps, used.d_steps = step, step * budget.d_steps_per_g_step
-        losses.append(torch.stack((loss_d.detach(), loss_g.detach())))
+        losses += (loss_d.detach(), loss_g.detach())
         last = step == budget.g_steps
-        if len(losses) == log_every or last or step in checkpoint_steps:
-            window = torch.stack(losses).cpu()
+        if len(losses) == 2 * log_every or last or step in checkpoint_steps:
+            window = torch.stack(losses).view(-1, 2).cpu()
             losses = []
             finite = torch.isfinite(window).all(1)
             if not finite.all():
