@@ -9,6 +9,7 @@ between evaluations (evaluation is cheap here, 1,000 samples, modes only, and ex
 Each seed's loss curve and final metrics are compared too (identical on CPU; see gbench/batched.py).
 
     python benchmarks/batched_seeds.py [--seeds 8] [--steps 1000] [--threads 1] [--device cpu]
+                                       [--hidden 128] [--depth 3]
     python benchmarks/batched_seeds.py --tolerance [--seeds 4] [--steps 2000]
 
 The last line is the speed-up, e.g. "speed-up batched/separate: 3.2x". About a minute on 2 CPU
@@ -28,23 +29,23 @@ from gbench.suite import parse_suite
 from gbench.trial import Runtime, run_trial, trials_of
 
 
-def suite(seeds: int, steps: int, eval_samples: int, metrics: list[str], at: list[float] | None = None):
+def suite(seeds: int, steps: int, eval_samples: int, metrics: list[str], hidden: int = 128, depth: int = 3):
     return parse_suite({
         "name": "batched-bench",
         "seeds": list(range(seeds)),
         "variants": ["sgan"],
         "dataset": {"name": "ring8", "train_size": 50000, "seed": 1},
-        "model": {"z_dim": 2, "g_hidden": 128, "d_hidden": 128, "depth": 3},
+        "model": {"z_dim": 2, "g_hidden": hidden, "d_hidden": hidden, "depth": depth},
         "optim": {"g_lr": 1e-3, "d_lr": 1e-3, "betas": [0.5, 0.999]},
         "budget": {"g_steps": steps, "d_steps_per_g_step": 1, "batch_size": 128},
-        "eval": {"num_samples": eval_samples, "at": at or [1.0], "metrics": metrics},
+        "eval": {"num_samples": eval_samples, "at": [1.0], "metrics": metrics},
     }, "benchmarks/batched_seeds.py")
 
 
 def speed(args: argparse.Namespace) -> None:
-    s = suite(args.seeds, args.steps, 1000, ["modes"])
+    s = suite(args.seeds, args.steps, 1000, ["modes"], args.hidden, args.depth)
     trials, runtime = trials_of(s), Runtime(device=args.device)
-    print(f"sgan on ring8, 3x128 MLPs, batch 128, {args.steps} G steps, {args.seeds} seeds, "
+    print(f"sgan on ring8, {args.depth}x{args.hidden} MLPs, batch 128, {args.steps} G steps, {args.seeds} seeds, "
           f"device {args.device}, torch threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
     together = batched.run_trials(trials, runtime)
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden", type=int, default=128, help="width of G and D (the ring suite's: 128)")
+    parser.add_argument("--depth", type=int, default=3, help="hidden layers of G and D (the ring suite's: 3)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tolerance", action="store_true")
     args = parser.parse_args()

@@ -9,8 +9,9 @@ What stays exactly as in S separate ``run_trial`` runs (``gbench.trial``):
 
 * initialisation: seed s's nets are built by the variant from the backbone right after
   ``torch.manual_seed(stream_seed(s, STREAM_INIT))``, generator first, then stacked;
-* data: seed s draws its batches from its own ``BatchStream`` over the (shared) training set with
-  its own data generator, its latents from its own latent generator and the variant's randomness
+* data: seed s gets exactly the batches of a ``BatchStream`` over the (shared) training set with its
+  own data generator (``StackedBatchStream`` gathers all seeds' batches in one indexing), its
+  latents from its own latent generator and the variant's randomness
   (``perturb_real``) from its own variant generator, in the same order as the loop of
   ``gbench.loop.train`` (per D step: real batch, perturbation, latent; then the same for G);
 * losses: the variant's own ``d_loss`` / ``g_loss``, evaluated per seed on that seed's critic
@@ -18,7 +19,8 @@ What stays exactly as in S separate ``run_trial`` runs (``gbench.trial``):
   and SUMMED over seeds, so seed s's gradient is exactly its own loss's gradient;
 * optimisers: one ``torch.optim.Adam`` per player over the stacked tensors. Adam is elementwise
   (moments, bias corrections from the common step count, eps added to sqrt(v_hat)), so it is S
-  Adams with identical hyper-parameters; no gradient is rescaled, so eps means the same thing;
+  Adams with identical hyper-parameters; no gradient is rescaled, so eps means the same thing. It
+  runs in its multi-tensor (``foreach``) form, bitwise equal to the per-tensor form on CPU;
 * the D:G schedule, loss-curve windows, divergence detection (per seed: a seed whose losses stop
   being finite is recorded as ``diverged`` at the same step, its evaluations stop, the others go
   on), evaluation points, the evaluation itself (each seed's generator is copied into an ordinary
@@ -29,21 +31,26 @@ the group's training time (the group total is ``consumed.batched_device_seconds`
 ``runtime.batched`` = S, ``runtime.batched_seeds`` = the seeds trained together.
 
 Tolerance. The only source of difference is float summation order: a batched matrix product may
-sum in another order than the ``addmm`` / ``addmv`` of ``nn.Linear``. Measured (torch 2.14.1,
-MKL, CPU, 1 and 2 threads): each layer's forward and backward is BITWISE identical to
-``nn.Linear``'s (the one-unit critic head is computed as W @ x^T, which matches the ``addmv``
-that ``nn.Linear`` uses for one output), so the trained weights, loss curves and metrics equal
-those of separate runs exactly (``tests/test_batched.py`` checks sgan and alpha-gan, 3 seeds, 50
-steps, and a divergence). Where the order does differ (a GPU: cuBLAS picks other kernels for
-batched and single products; other BLAS builds), each product differs by ~1e-7 relative and the
-difference grows with training, as any rounding perturbation of a GAN does. Measured with a
-deliberately reordered head (``benchmarks/batched_seeds.py --tolerance``; ring suite backbone,
-3x128 MLPs, sgan, batch 128, lr 1e-3): after 50 G steps the weights agree to 1e-6 relative
-(max |dw| / max |w| per tensor) and the loss curve to 1e-6; after 2000 steps the weights no
-longer agree elementwise (GAN training is chaotic) and the metrics of a seed can differ by as
-much as two seeds' metrics do (e.g. modes 7 vs 8, HQ % within a few points), while the
-distribution over seeds is unchanged. So on such hardware compare batched and separate results
-over seeds, not seed by seed. Determinism is unaffected: a batched run repeats bitwise.
+sum in another order than the ``addmm`` / ``addmv`` of ``nn.Linear``, and a vmapped loss may be
+differentiated piecewise. Measured on CPU (torch 2.14.1, MKL, 1 and 2 threads): NO difference.
+Each layer's forward and backward is bitwise that of ``nn.Linear`` (the one-unit critic head is
+computed as W @ x^T, which keeps the order of the ``addmv`` that ``nn.Linear`` uses for one
+output), and a loss whose vmapped form is not bitwise that of per-seed calls (alpha-gan's alpha = 1
+branch, ``binary_cross_entropy_with_logits``) is computed seed by seed instead (``loss_mode``). So
+on this CPU the trained weights, loss curves, evaluations and metrics equal those of separate runs
+bit for bit (``tests/test_batched.py``: sgan, alpha-gan (0.3, 1) and (1, 1), RaSGAN, delta-gan; 3
+seeds, 50 steps; and per-seed divergence). Where the order does differ (a GPU, where cuBLAS picks
+other kernels for batched and single products; another BLAS), results drift apart as after any
+rounding perturbation of a GAN. Measured by reordering one product on purpose (the critic head as
+x @ W^T: ``python benchmarks/batched_seeds.py --tolerance``; ring suite backbone 3x128, sgan, batch
+128, lr 1e-3, 4 seeds): after 50 G steps the generator weights agree to at most 1.1e-5 relative
+(max |dw| / max |w| per tensor; 0.7e-6 to 1.1e-5 over the seeds), the loss curve and the metrics
+exactly; after 2,000 G steps the weights have decorrelated (relative differences ~1) and a seed's
+metrics differ as much as two seeds' do (modes 8 vs 6 and 7 vs 8, HQ % 27 vs 77, JSD 0.89 vs 0.53
+bits). On such hardware the per-seed tolerance is therefore ~1e-5 relative on weights over tens
+of steps, and long runs agree in distribution over seeds, not seed by seed. Determinism: a
+batched run repeats bitwise on the same machine, and a seed's numbers do not depend on which other
+seeds share its model (checked on CPU; on a GPU as far as its kernels are deterministic).
 
 Supported: suites with the ``mlp`` backbone on a toy dataset, fp32, no ``max_device_seconds``
 cap, and variants whose nets are the plain backbone nets (Linear + elementwise activation stacks,
@@ -58,6 +65,7 @@ import copy
 import dataclasses
 import time
 import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -67,9 +75,23 @@ from torch.nn.utils import parametrize
 from gbench.backbones import Logits, build_backbone
 from gbench.budget import Meter
 from gbench.errors import GbenchError
+from gbench.observers import notify, observing
 from gbench.trial import (
-    STREAM_DATA, STREAM_INIT, STREAM_LATENT, STREAM_VARIANT, Runtime, Trial, _target, build_dataset,
-    build_reference, build_variant, describe, evaluate, metric_options, metrics_for, stream_seed,
+    STREAM_DATA,
+    STREAM_INIT,
+    STREAM_LATENT,
+    STREAM_VARIANT,
+    Runtime,
+    Trial,
+    _target,
+    build_dataset,
+    build_reference,
+    build_variant,
+    describe,
+    evaluate,
+    metric_options,
+    metrics_for,
+    stream_seed,
 )
 from gbench.variant import Nets, Variant
 
@@ -129,7 +151,8 @@ class StackedMLP(nn.Module):
                 self.ops.append(("linear", len(self.weights) - 1))
             else:
                 self.ops.append(copy.deepcopy(layer))
-        self.template = copy.deepcopy(nets[0])  # an ordinary module to copy one seed's weights into
+        # an ordinary module to copy one seed's weights into (kept out of this module's parameters)
+        self.__dict__["template"] = copy.deepcopy(nets[0])
 
     @property
     def seeds(self) -> int:
@@ -145,7 +168,7 @@ class StackedMLP(nn.Module):
 
     def unstack(self, s: int) -> nn.Module:
         """Seed ``s``'s net as an ordinary module (a copy of its current weights)."""
-        net = copy.deepcopy(self.template)
+        net = copy.deepcopy(self.template).to(self.weights[0].device)
         linears = [m for m in _layers(net)[0] if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for m, w, b in zip(linears, self.weights, self.biases):
@@ -295,21 +318,29 @@ def per_seed_losses(loss_fn: Callable[..., torch.Tensor], mode: str = "vmap"
 
 def loss_mode(loss_fn: Callable[..., torch.Tensor], device: torch.device) -> str:
     """``"vmap"`` where vmapping ``loss_fn`` gives bitwise the values and gradients of per-seed calls
-    (measured on a probe), or on a GPU (where batched products already reorder sums); else "loop".
+    (checked on a probe), or, on a GPU (where batched products reorder sums anyway), where it runs
+    cleanly; else ``"loop"`` (also when vmap raises or warns, e.g. an operation without a batching rule).
 
     Composite operations can differ under vmap: ``F.binary_cross_entropy_with_logits`` (alpha-gan's
     alpha = 1 branch) is decomposed and differentiated piecewise there, ~1e-9 off its fused backward.
     """
-    if device.type != "cpu":
-        return "vmap"
     g = torch.Generator().manual_seed(2)
     sr, sf = (torch.randn(3, 16, generator=g) * 4 for _ in range(2))
     results = []
     for mode in ("vmap", "loop"):
         a, b = sr.clone().requires_grad_(), sf.clone().requires_grad_()
-        loss = per_seed_losses(loss_fn, mode)(a, b)
-        grads = torch.autograd.grad(loss.sum(), (a, b), allow_unused=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                loss = per_seed_losses(loss_fn, mode)(a, b)
+                grads = torch.autograd.grad(loss.sum(), (a, b), allow_unused=True)
+        except Exception:  # noqa: BLE001 - vmap cannot run this loss cleanly: one call per seed
+            if mode == "vmap":
+                return "loop"
+            raise
         results.append([loss.detach()] + [torch.zeros(0) if x is None else x for x in grads])
+    if device.type != "cpu":
+        return "vmap"
     exact = all(torch.equal(x, y) for x, y in zip(*results))
     return "vmap" if exact else "loop"
 
@@ -371,6 +402,8 @@ def run_trials(trials: Sequence[Trial], runtime: Runtime = Runtime(),
         record: dict[str, Any] = {"trial_id": t.id, "status": "failed", "error": None, **describe(t, runtime)}
         record["runtime"].update(extra)
         records.append(record)
+        if observing("trial_started"):
+            notify("trial_started", trial_info={k: v for k, v in record.items() if k not in ("status", "error")})
     try:
         outputs = _run(trials, runtime, use, modes, progress or (lambda step: None))
         for record, output in zip(records, outputs):
@@ -383,8 +416,10 @@ def run_trials(trials: Sequence[Trial], runtime: Runtime = Runtime(),
         for record in records:
             record["error"] = f"{type(exc).__name__}: {exc}"
             record["traceback"] = traceback.format_exc()
-    for record in records:
+    for t, record in zip(trials, records):
         record["started"] = started
+        if observing("trial_finished"):
+            notify("trial_finished", trial_id=t.id, result={k: v for k, v in record.items() if k != "_samples"})
     return records
 
 
@@ -432,8 +467,10 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
     backbone = build_backbone(suite.model.arch, dataset.data_shape, dict(suite.model.options))
     G, D = build_stacked(trials, variant, backbone, device)
     opt = suite.optim
-    opt_g = torch.optim.Adam(G.parameters(), lr=opt.g_lr, betas=opt.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=opt.d_lr, betas=opt.betas)
+    # foreach: the multi-tensor form of the same update (bitwise equal to the per-tensor form a
+    # separate CPU run uses, checked by tests/test_batched.py; a GPU run uses it by default)
+    opt_g = torch.optim.Adam(G.parameters(), lr=opt.g_lr, betas=opt.betas, foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=opt.d_lr, betas=opt.betas, foreach=True)
 
     def rng(seed: int, stream: int) -> torch.Generator:
         return torch.Generator(device).manual_seed(stream_seed(seed, stream))
@@ -471,6 +508,9 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
             evaluations[s].append({"g_step": step, "fraction": step / budget.g_steps, "metrics": values,
                                    **({"metric_errors": errors} if errors else {})})
             eval_seconds[s] += time.perf_counter() - t0
+            if observing("evaluated"):
+                notify("evaluated", trial_id=trials[s].id, g_step=step, metrics=values,
+                       samples=kept[s][0] if kept[s] else None)
 
     losses: list[torch.Tensor] = []
     log_every = 100  # as gbench.loop.train
@@ -508,6 +548,12 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
                 d_mean, g_mean = w.mean(0).tolist()
                 curves[s].append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
             progress(step)
+            if observing("log_scalars"):  # outside the timed training, as in gbench.loop.train
+                meter.pause()
+                for s in active:
+                    scalars = {k: curves[s][-1][k] for k in ("d_loss", "g_loss")}
+                    notify("log_scalars", trial_id=trials[s].id, g_step=step, scalars=scalars)
+                meter.resume()
             if not active:
                 break
         if step in steps_at:
@@ -539,7 +585,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
             "target": copy.deepcopy(target),
             "consumed": consumed,
             "loss_curve": curves[s],
-            "resumed_at": None,  # a batched group is not checkpointed: --resume trains it again
+            "resumed_at": [],  # G steps continued from a checkpoint: none (a batched group is trained whole)
             "variant_config": variant.describe(),
             "metric_protocol": {m.name: m.protocol() for m in metrics},
             "data_kind": reference.kind,

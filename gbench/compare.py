@@ -66,7 +66,7 @@ from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci
+from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci, wilson
 from gbench.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
@@ -174,13 +174,7 @@ def _clean(obj: Any) -> Any:
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     """Wilson score interval for a binomial proportion (None when n == 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return wilson(successes, n, z) if n > 0 else None
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:

@@ -179,13 +179,13 @@ def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tab
         low, high = r[f"{key}_ci"]
         return f"{r[f'{key}_rate']:.2f} [{low:.2f}, {high:.2f}] ({r[key]}/{r['n']})"
 
-    def number(value: Any) -> str:
-        return "-" if value is None else f"{value:g}"
+    def number(value: Any, rate: bool = False) -> str:
+        return "-" if value is None else f"{value:.2f}" if rate else f"{value:g}"
 
     headers = (["variant", "success (ours, 95% Wilson)", "published success", "failure (ours, 95% Wilson)",
                 "published failure"] + [f"published {k}" for k in extra] + ["source"])
-    table = [[r["label"], rate(r, "success"), number(published[r["label"]].get("success")), rate(r, "failure"),
-              number(published[r["label"]].get("failure"))]
+    table = [[r["label"], rate(r, "success"), number(published[r["label"]].get("success"), True), rate(r, "failure"),
+              number(published[r["label"]].get("failure"), True)]
              + [number(published[r["label"]].get(k)) for k in extra] + [published[r["label"]].get("source", "")]
              for r in rows]
     if not table:

@@ -2,9 +2,10 @@
 
 The documented tolerance (gbench/batched.py): the only possible difference is float summation
 order in the batched products. On this CPU build (MKL) there is none: weights, loss curves and
-metrics are bitwise equal (checked below where MKL is in use). Elsewhere the test allows the
-measured drift after 50 steps: weights to 1e-5 relative, loss curves to 1e-5, modes equal, HQ %
-within 0.5 points, JSD within 0.01 bits.
+metrics are bitwise equal (checked below where MKL is in use). Elsewhere the test allows the drift
+measured with a reordered product after 50 steps (at most 1.1e-5 relative on weights, loss curves
+and metrics unchanged) with a margin: weights to 1e-4 relative, loss curves to 1e-5, modes equal,
+HQ % within 0.5 points, JSD within 0.01 bits.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from gbench_plugins.sgan import SGAN
 
 import gbench
 import gbench.plugins
@@ -28,9 +30,8 @@ from gbench.results import load_results
 from gbench.runner import run_suite
 from gbench.suite import parse_suite
 from gbench.trial import Runtime, run_trial, trials_of
-from gbench_plugins.sgan import SGAN
 
-WEIGHT_RTOL, LOSS_ATOL, HQ_ATOL, JSD_ATOL = 1e-5, 1e-5, 0.5, 0.01
+WEIGHT_RTOL, LOSS_ATOL, HQ_ATOL, JSD_ATOL = 1e-4, 1e-5, 0.5, 0.01
 EXACT = torch.backends.mkl.is_available()  # measured bitwise on the MKL CPU build (see the module doc)
 
 VARIANTS = {
@@ -105,8 +106,10 @@ def test_each_seed_matches_its_separate_run(label, weights):
             assert np.array_equal(a["_samples"], b["_samples"])
         assert a["consumed"]["g_steps"] == b["consumed"]["g_steps"] == 50
         assert a["consumed"]["g_images"] == b["consumed"]["g_images"]
-        assert {k: v for k, v in a.items() if k not in ("consumed", "runtime", "started", "_samples", "resumed_at")}.keys() \
-            == {k: v for k, v in b.items() if k not in ("consumed", "runtime", "started", "_samples", "resumed_at")}.keys()
+        assert a.keys() == b.keys() and a["consumed"].keys() <= b["consumed"].keys()  # run_trial's record format
+        if EXACT:  # everything but timings and how it ran
+            same = [k for k in a if k not in ("consumed", "runtime", "started", "_samples")]
+            assert {k: a[k] for k in same} == {k: b[k] for k in same}
 
 
 def test_batched_runs_are_deterministic_and_independent_of_the_group():
@@ -180,6 +183,47 @@ def test_runner_batches_eligible_variants_and_runs_the_others_separately(tmp_pat
         assert (b["samples_file"] is not None) == (a["samples_file"] is not None)
         if EXACT:
             assert a["metrics"] == b["metrics"] and a["loss_curve"] == b["loss_curve"]
+
+
+class Recorder:
+    """An observer that records every call, per trial."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list] = {}
+
+    @gbench.hookimpl
+    def trial_started(self, trial_info):
+        self.calls.setdefault(trial_info["trial_id"], []).append(("trial_started", trial_info["seed"]))
+
+    @gbench.hookimpl
+    def log_scalars(self, trial_id, g_step, scalars):
+        self.calls.setdefault(trial_id, []).append(("log_scalars", g_step, scalars))
+
+    @gbench.hookimpl
+    def evaluated(self, trial_id, g_step, metrics, samples):
+        self.calls.setdefault(trial_id, []).append(("evaluated", g_step, metrics, samples.tolist()))
+
+    @gbench.hookimpl
+    def trial_finished(self, trial_id, result):
+        self.calls.setdefault(trial_id, []).append(("trial_finished", result["status"], result["metrics"]))
+
+
+def test_observers_see_what_they_see_in_separate_runs():
+    trials = trials_of(suite(["sgan"], seeds=(0, 1), budget={"g_steps": 120}))
+    pm = gbench.get_plugins().manager
+    separate, together = Recorder(), Recorder()
+    for recorder, run in ((separate, lambda: [run_trial(t) for t in trials]),
+                          (together, lambda: batched.run_trials(trials))):
+        pm.register(recorder)
+        try:
+            run()
+        finally:
+            pm.unregister(recorder)
+    assert set(together.calls) == {"sgan-seed0", "sgan-seed1"}
+    for trial_id, calls in separate.calls.items():
+        assert [c[:2] for c in together.calls[trial_id]] == [c[:2] for c in calls]
+        if EXACT:
+            assert together.calls[trial_id] == calls
 
 
 def test_cli_flag(tmp_path: Path):
