@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
-    assert blocks[0].strip() == "pip install . && gbench run ring"
+    assert blocks[0].strip() == "pip install . && gbench run ring --executor process --jobs 2"
     assert blocks[1].strip() == "pip install -e '.[test]' && python -m pytest"
     assert blocks[1].strip() in (ROOT / ".ci" / "run").read_text()
 
