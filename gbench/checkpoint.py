@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +28,7 @@ import torch
 from gbench.budget import Meter
 from gbench.errors import GbenchError
 from gbench.loop import BatchStream, LoopState, Outcome
+from gbench.results import write_atomic
 from gbench.variant import Nets
 
 FORMAT = 1
@@ -128,17 +128,7 @@ class TrainingState:
 def save(path: Path, state: Mapping[str, Any]) -> None:
     """``torch.save`` so that ``path`` holds either the old or the new checkpoint, never a torn file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(dict(state), f), binary=True)
     _fsync_dir(path.parent)
 
 

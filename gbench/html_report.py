@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench import report
-from gbench.report import BUDGET_COLUMNS, METRIC_COLUMNS, _fmt, _footnote, _protocol, summarise
+from gbench.report import _footnote, _protocol, summarise
 from gbench.results import load_results
 
 PLOTS = "plots"
@@ -48,35 +48,16 @@ def _e(value: Any) -> str:
 def tables_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> str:
     """The report's tables (the same columns and numbers as ``gbench report``) as escaped HTML."""
     rows = summarise(results, manifest.get("variants", ()))
-    present = [c for c in METRIC_COLUMNS if any(c[0] in r["metrics"] for r in rows)]
-    headers = ["variant", "ok/trials"] + [t for _, t, _ in present] + [t for _, t, _ in BUDGET_COLUMNS]
-    table = [
-        [r["label"], f"{r['ok']}/{r['trials']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
-         + (f" ({r['failed']} failed)" if r["failed"] else "")]
-        + [_fmt(r["metrics"][k], d) if k in r["metrics"] else "-" for k, _, d in present]
-        + [_fmt(r["consumed"][k], d) for k, _, d in BUDGET_COLUMNS]
-        for r in rows
-    ]
+    present, headers, table = report.results_table(rows)
     parts = ["<h3>Results</h3>", str(tabulate(table, headers, tablefmt="html", disable_numparse=True))]
-    delta_rows = [r for r in rows if r["target"]]
-    if delta_rows:
-        images = any(r["target"]["jsd_pdelta_pg"]["n"] for r in delta_rows)
-        dheaders = ["variant", "target δ (bits)", "JSD(p, p_δ)"] + (["JSD(p_δ, p_g)"] if images else []) + [
-            "achieved JSD(p, p_g)", "within target"]
-        dtable = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3)]
-                  + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
-                  + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
+    if any(r["target"] for r in rows):
+        dheaders, dtable = report.delta_table(rows)
         parts += ['<h3>δ-controlled GAN</h3>', str(tabulate(dtable, dheaders, tablefmt="html", disable_numparse=True))]
-    published = getattr(report, "published_table", None)  # rates beside a suite's [reference_results], if any
-    for part in published(manifest, results, "html") if published else ():
+    for part in report.published_table(manifest, results, "html"):  # beside a suite's [reference_results]
         part = str(part)
         parts.append(part if part.startswith("<table") else f'<p class="note">{_e(part)}</p>')
-    missing: dict[tuple[str, str], int] = {}
-    for r in results:
-        for metric, message in (r.get("metric_errors") or {}).items():
-            missing[(metric, message)] = missing.get((metric, message), 0) + 1
     parts += [f'<p class="note">{_e(metric)} not computed in {n} trials: {_e(message)}</p>'
-              for (metric, message), n in missing.items()]
+              for (metric, message), n in report.missing_metrics(results)]
     problems = [r for r in results if r.get("status") != "ok"]
     if problems:
         items = "".join(f"<li>{_e(r.get('trial_id'))}: {_e(r.get('status'))} "

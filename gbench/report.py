@@ -99,12 +99,8 @@ def _fmt(s: dict[str, Any], decimals: int) -> str:
     return f"{s['mean']:.{decimals}f} ± {(s['ci_high'] - s['ci_low']) / 2:.{decimals}f}"
 
 
-def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github") -> str:
-    rows = summarise(results, manifest.get("variants", ()))
-    if fmt == "json":
-        return json.dumps({"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"),
-                           "protocol": _protocol(results), "variants": rows}, indent=2, sort_keys=True)
-    tablefmt = {"github": "github", "plain": "simple", "latex": "latex_booktabs"}[fmt]
+def results_table(rows: list[dict[str, Any]]) -> tuple[list[tuple[str, str, int]], list[str], list[list[str]]]:
+    """(metric columns present, headers, cells) of the main table: one row per variant."""
     present = [c for c in METRIC_COLUMNS if any(c[0] in r["metrics"] for r in rows)]
     headers = ["variant", "ok/trials"] + [t for _, t, _ in present] + [t for _, t, _ in BUDGET_COLUMNS]
     table = [
@@ -114,22 +110,42 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
         + [_fmt(r["consumed"][k], d) for k, _, d in BUDGET_COLUMNS]
         for r in rows
     ]
-    parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
+    return present, headers, table
+
+
+def delta_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells) of the δ-controlled GAN's table: target and divergences per δ."""
     delta_rows = [r for r in rows if r["target"]]
-    if delta_rows:
-        images = any(r["target"]["jsd_pdelta_pg"]["n"] for r in delta_rows)
-        dheaders = ["variant", "target δ (bits)", "JSD(p, p_δ)"] + (["JSD(p_δ, p_g)"] if images else []) + [
-            "achieved JSD(p, p_g)", "within target"]
-        dtable = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3)]
-                  + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
-                  + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
-        parts.append(tabulate(dtable, dheaders, tablefmt=tablefmt, disable_numparse=True))
-    parts += published_table(manifest, results, tablefmt)
+    images = any(r["target"]["jsd_pdelta_pg"]["n"] for r in delta_rows)
+    headers = ["variant", "target δ (bits)", "JSD(p, p_δ)"] + (["JSD(p_δ, p_g)"] if images else []) + [
+        "achieved JSD(p, p_g)", "within target"]
+    table = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3)]
+             + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
+             + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
+    return headers, table
+
+
+def missing_metrics(results: list[dict[str, Any]]) -> list[tuple[tuple[str, str], int]]:
+    """((metric, why), number of trials) for metrics that could not be computed."""
     missing: dict[tuple[str, str], int] = {}
     for r in results:
         for metric, message in (r.get("metric_errors") or {}).items():
             missing[(metric, message)] = missing.get((metric, message), 0) + 1
-    parts += [f"{metric} not computed in {n} trials: {message}" for (metric, message), n in missing.items()]
+    return list(missing.items())
+
+
+def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github") -> str:
+    rows = summarise(results, manifest.get("variants", ()))
+    if fmt == "json":
+        return json.dumps({"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"),
+                           "protocol": _protocol(results), "variants": rows}, indent=2, sort_keys=True)
+    tablefmt = {"github": "github", "plain": "simple", "latex": "latex_booktabs"}[fmt]
+    present, headers, table = results_table(rows)
+    parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
+    if any(r["target"] for r in rows):
+        parts.append(tabulate(*delta_table(rows)[::-1], tablefmt=tablefmt, disable_numparse=True))
+    parts += published_table(manifest, results, tablefmt)
+    parts += [f"{metric} not computed in {n} trials: {message}" for (metric, message), n in missing_metrics(results)]
     kinds = {r.get("data_kind", "toy") for r in results}
     parts.append(_footnote(fmt, present, kinds))
     return "\n\n".join(parts)

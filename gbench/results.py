@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 
@@ -20,20 +20,25 @@ MANIFEST = "manifest.json"
 TRIALS = "trials"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` so that ``path`` holds either the old or the new content, never a torn file."""
+def write_atomic(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
+    """Call ``write(file)`` so that ``path`` holds either the old or the new content, never a torn file:
+    a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=_jsonable)
-            f.write("\n")
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON, atomically."""
+    write_atomic(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n"))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from gbench.checkpoint import checkpoint_path, remove_stale_temporaries
 from gbench.errors import GbenchError
-from gbench.results import MANIFEST, SCHEMA, load_results, provenance, read_json, trial_path, write_json
+from gbench.results import MANIFEST, SCHEMA, load_results, provenance, read_json, trial_path, write_atomic, write_json
 from gbench.suite import Suite
 from gbench.loop import Precision
 from gbench.trial import Runtime, Trial, trials_of
@@ -114,21 +114,9 @@ SAMPLES = "samples"
 
 def write_samples(out: Path, trial_id: str, samples: Any) -> str:
     """Save ``samples`` as ``out/samples/<trial_id>.npy`` atomically; returns the path relative to ``out``."""
-    import os
-    import tempfile
 
     import numpy as np
 
     path = out / SAMPLES / f"{trial_id}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(samples), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.save(f, np.asarray(samples), allow_pickle=False), binary=True)
     return f"{SAMPLES}/{path.name}"
