@@ -1,7 +1,9 @@
 """Suites: TOML files that say what to train, on what, for how long, and how to score it.
 
-Every table is parsed into a frozen dataclass; an unknown key is an error that names the key and
-the file. See ``suites/smoke.toml`` for a commented example.
+Every table is parsed into a frozen dataclass and checked, before any trial starts, by the one
+settings validator (:func:`gbench.validation.build`: pydantic, strict types, unknown keys refused,
+ranges from the ``Annotated`` fields below); any problem is one line naming the file, the key and
+the problem (exit code 2). See ``suites/smoke.toml`` for a commented example.
 """
 from __future__ import annotations
 
@@ -12,12 +14,26 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+import inspect
+import math
+import re
+from typing import Annotated, Any, Mapping
+
+from pydantic import Field
 
 from gbench.backbones import BACKBONES
 from gbench.errors import GbenchError
 from gbench.plugins import get_plugins
+from gbench.validation import build
 from gbench.variant import make_config
+
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]  # finite: the validator refuses nan and inf in suite tables
+Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's beta_1, beta_2 in [0, 1)
+Fraction = Annotated[float, Field(gt=0, le=1)]
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]{0,79}")  # a suite name is a folder name under ./runs
+MAX_ID_BYTES = 150  # a trial id is a file name (+ ".json", ".pt", ".npy"): well under NAME_MAX = 255
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,19 +45,19 @@ else:  # pragma: no cover
 class Budget:
     """Identical for every variant of a suite."""
 
-    g_steps: int = 1000  # generator updates
-    d_steps_per_g_step: int = 1  # critic updates before each generator update
-    batch_size: int = 128  # real and fake images per update
-    max_device_seconds: float = 0.0  # optional cap on training time (CPU: process time; GPU: synced); 0 = none
+    g_steps: Positive = 1000  # generator updates
+    d_steps_per_g_step: Positive = 1  # critic updates before each generator update
+    batch_size: Positive = 128  # real and fake images per update
+    max_device_seconds: Annotated[float, Field(ge=0)] = 0.0  # optional cap on training time (CPU: process time; GPU: synced); 0 = none
 
 
 @dataclass(frozen=True)
 class Optim:
     """Adam for both players (harness-owned)."""
 
-    g_lr: float = 1e-4
-    d_lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
+    g_lr: Rate = 1e-4
+    d_lr: Rate = 1e-4
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
 
 
 @dataclass(frozen=True)
@@ -62,8 +78,8 @@ class DatasetSpec:
     mixture: tuple[tuple[str, float, Mapping[str, Any]], ...] = ()  # (name, weight, options): sum_l a_l p_l
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset factory
     reference: str = ""  # score against this registered dataset instead of the training law
-    train_size: int = 50_000  # a fixed training set drawn once with `seed` (Welfert et al. 2023); images: 0 = all
-    seed: int = 1
+    train_size: NonNegative = 50_000  # a fixed training set drawn once with `seed` (Welfert et al. 2023); images: 0 = all
+    seed: NonNegative = 1
 
     @property
     def label(self) -> str:
@@ -72,9 +88,9 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    num_samples: int = 10_000  # generated samples per evaluation
-    at: tuple[float, ...] = (1.0,)  # fractions of the G-step budget at which to evaluate
-    seed: int = 2024  # the evaluation noise, common to all trials
+    num_samples: Positive = 10_000  # generated samples per evaluation
+    at: Annotated[tuple[Fraction, ...], Field(min_length=1)] = (1.0,)  # fractions of the G-step budget at which to evaluate
+    seed: NonNegative = 2024  # the evaluation noise, common to all trials
     metrics: tuple[str, ...] = ()  # registered metric names; empty = every metric for the dataset kind
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [eval.<metric>] tables
 
@@ -116,6 +132,8 @@ class Suite:
                 if wanted not in known:
                     raise GbenchError(f"variant {wanted!r} is not in suite {self.name!r} (it has: {', '.join(sorted(known))})")
             chosen = tuple(v for v in self.variants if v.label in variants or v.name in variants)
+        if seeds:
+            _check_seeds(list(seeds), "--seeds")
         return dataclasses.replace(self, variants=chosen, seeds=tuple(seeds) if seeds else self.seeds)
 
 
@@ -142,7 +160,9 @@ def find_suite(name_or_path: str) -> Path:
 def load_suite(name_or_path: str) -> Suite:
     path = find_suite(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise GbenchError(f"{path}: not a TOML file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise GbenchError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
@@ -154,28 +174,56 @@ def parse_suite(raw: Mapping[str, Any], where: str) -> Suite:
     _check_keys(raw, TOP_KEYS, where)
     plugins = get_plugins()
     name = raw.get("name") or Path(where).stem
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise GbenchError(f"{where}: 'name' must be 1-80 letters, digits or '_.=+-' (it names the run folder "
+                          f"under ./runs), got {name!r}")
+    for key in ("description",):
+        if not isinstance(raw.get(key, ""), str):
+            raise GbenchError(f"{where}: {key!r} should be a string, got {raw[key]!r}")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise GbenchError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
+    _check_seeds(seeds, f"{where}: 'seeds'")
     budget = _table(Budget, raw.get("budget", {}), f"{where} [budget]")
-    for key in ("g_steps", "d_steps_per_g_step", "batch_size"):
-        if getattr(budget, key) <= 0:
-            raise GbenchError(f"{where} [budget]: {key!r} must be positive, got {getattr(budget, key)}")
-    if budget.max_device_seconds < 0:
-        raise GbenchError(f"{where} [budget]: 'max_device_seconds' must be >= 0")
     optim = _table(Optim, raw.get("optim", {}), f"{where} [optim]")
     model = _model(raw.get("model", {}), f"{where} [model]")
     dataset = _dataset(raw.get("dataset"), plugins, where)
     ev = _eval(raw.get("eval", {}), plugins, f"{where} [eval]")
-    if ev.num_samples <= 0 or not ev.at or not all(0 < a <= 1 for a in ev.at):
-        raise GbenchError(f"{where} [eval]: 'num_samples' must be positive and 'at' fractions in (0, 1]")
     if 1.0 not in ev.at:
         ev = dataclasses.replace(ev, at=tuple(ev.at) + (1.0,))
     variants = _variants(raw.get("variants"), plugins, where)
+    _check_trial_ids(variants, seeds, where)
     return Suite(
         name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw,
         _reference_results(raw.get("reference_results", {}), variants, where),
     )
+
+
+def _check_seeds(seeds: Any, what: str) -> None:
+    """Seeds: a non-empty list of distinct non-negative integers (``true`` is not a seed)."""
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise GbenchError(f"{what} must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise GbenchError(f"{what} lists seed {next(s for s in seeds if seeds.count(s) > 1)} twice")
+
+
+def safe_label(label: str) -> str:
+    """A variant label as the first part of a file name (the trial id is ``<safe label>-seed<N>``)."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+
+
+def _check_trial_ids(variants: tuple[VariantSpec, ...], seeds: list[int], where: str) -> None:
+    """Trial ids are file names: distinct even where the file system ignores case, and short enough."""
+    seen: dict[str, str] = {}
+    for spec in variants:
+        safe = safe_label(spec.label)
+        longest = f"{safe}-seed{max(seeds)}"
+        if len(longest.encode()) > MAX_ID_BYTES:
+            raise GbenchError(f"{where}: variant label {spec.label[:40]!r}... is too long for a file name "
+                              f"(at most {MAX_ID_BYTES - 12} characters)")
+        other = seen.setdefault(safe.lower(), spec.label)
+        if other != spec.label:
+            raise GbenchError(f"{where}: variant labels {other!r} and {spec.label!r} give the same trial file "
+                              f"name {safe!r}; give one of them another 'label'")
 
 
 def _reference_results(raw: Any, variants: tuple[VariantSpec, ...], where: str) -> dict[str, dict[str, Any]]:
@@ -227,7 +275,11 @@ def _model(raw: Any, where: str) -> Model:
         raise GbenchError(f"{where}: unknown arch {arch!r} (known: {', '.join(sorted(BACKBONES))})")
     if "data_shape" in options:
         raise GbenchError(f"{where}: 'data_shape' comes from the dataset, not the suite")
-    make_config(BACKBONES[arch], options, where)
+    config = make_config(BACKBONES[arch], options, where)
+    for f in dataclasses.fields(config):  # widths, depths, z_dim: a net of size 0 is no net
+        value = getattr(config, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (0 < value < math.inf):
+            raise GbenchError(f"{where}: {f.name!r} must be positive, got {value!r}")
     return Model(arch, options)
 
 
@@ -245,6 +297,10 @@ def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:
             raise GbenchError(f"{where}: each variant is a name or a table with 'name', got {item!r}")
         name = options.pop("name")
         label = options.pop("label", None)
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise GbenchError(f"{where}: variant {name!r}: 'label' should be a non-empty string, got {label!r}")
+        if not isinstance(name, str):
+            raise GbenchError(f"{where}: a variant's 'name' should be a string, got {name!r}")
         try:
             cls = plugins.variants.get(name)
         except GbenchError as exc:
@@ -269,52 +325,48 @@ def _dataset(raw: Any, plugins: Any, where: str) -> DatasetSpec:
     if bool(spec.name) == bool(mixture):
         raise GbenchError(f"{ctx}: give exactly one of 'name' or 'mixture'")
     parts: list[tuple[str, float, Mapping[str, Any]]] = []
-    for part in mixture:
+    if not isinstance(mixture, list):
+        raise GbenchError(f"{ctx}: 'mixture' should be a list of tables {{name = ..., weight = ...}}")
+    for i, part in enumerate(mixture):
         if not isinstance(part, dict):
             raise GbenchError(f"{ctx}: each mixture entry is a table {{name = ..., weight = ...}}")
-        _check_keys(part, {"name", "weight", "options"}, f"{ctx} mixture")
-        weight = part.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or weight <= 0:
-            raise GbenchError(f"{ctx}: mixture weights must be positive, got {weight!r}")
-        if not isinstance(part.get("options", {}), dict):
-            raise GbenchError(f"{ctx}: a mixture entry's 'options' must be a table")
-        parts.append((part.get("name", ""), float(weight), part.get("options", {})))
-    for dname in [spec.name, spec.reference] + [n for n, _, _ in parts]:
+        entry = build(MixturePart, part, f"{ctx} mixture[{i}]")
+        parts.append((entry.name, float(entry.weight), entry.options))
+    for dname, options in [(spec.name, spec.options), (spec.reference, spec.options)] + [
+            (n, {**spec.options, **o}) for n, _, o in parts]:
         if dname:
             try:
-                plugins.datasets.entry(dname)
+                factory = plugins.datasets.get(dname)
             except GbenchError as exc:
                 raise GbenchError(f"{ctx}: {exc}") from None
+            _check_dataset_options(dname, factory, options, ctx)
     if spec.train_size < 0:
         raise GbenchError(f"{ctx}: 'train_size' must be >= 0 (0 = a whole image split)")
     return dataclasses.replace(spec, mixture=tuple(parts))
 
 
+@dataclass(frozen=True)
+class MixturePart:
+    """One entry of ``[dataset] mixture``: a registered dataset, its weight a_l and its options."""
+
+    name: str
+    weight: Rate = 1.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _check_dataset_options(name: str, factory: Any, options: Mapping[str, Any], where: str) -> None:
+    """Every option is a keyword of the dataset's factory (a misspelt ``sigmaa`` is an error, not a default)."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in options:
+        if key not in params:
+            raise GbenchError(f"{where}: dataset {name!r} has no option {key!r} (it takes: {', '.join(params) or 'none'})")
+
+
 def _table(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise GbenchError(f"{where}: expected a table, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _check_keys(raw, set(fields), where)
-    values = {}
-    for key, value in raw.items():
-        default = fields[key].default
-        if isinstance(default, tuple):
-            if not isinstance(value, list):
-                raise GbenchError(f"{where}: {key!r} should be a list, got {value!r}")
-            value = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise GbenchError(f"{where}: {key!r} should be true or false, got {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise GbenchError(f"{where}: {key!r} should be a number, got {value!r}")
-            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-                raise GbenchError(f"{where}: {key!r} should be a whole number, got {value!r}")
-            value = type(default)(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise GbenchError(f"{where}: {key!r} should be a string, got {value!r}")
-        values[key] = value
-    return cls(**values)
+    """A suite table as ``cls``, through the one settings validator (finite numbers only)."""
+    return build(cls, raw, where)
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from gbench.errors import GbenchError
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,15 @@ class Variant(ABC):
 
     target_jsd: float | None = None  # a target JSD(p, p_g) in bits, if the variant controls one
 
+    def score_against(self, reference_weight: float) -> None:
+        """Called before training with the mixture weight the training law puts on the law samples are
+        scored against (1 when it is the training law itself, 0 when it is not a part of it). A variant
+        whose guarantee depends on it adapts here, or raises ``GbenchError`` with the reason."""
+
+    def target_details(self) -> dict[str, Any]:
+        """How a variant with a ``target_jsd`` meets it, recorded beside the target (e.g. its eps)."""
+        return {}
+
     # -- objectives (scalars to minimise) ------------------------------------------------------
     @abstractmethod
     def d_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
@@ -81,26 +89,8 @@ def config_dict(config: VariantConfig) -> dict[str, Any]:
 
 
 def make_config(cls: type[VariantConfig], overrides: Mapping[str, Any], where: str) -> VariantConfig:
-    """Build ``cls`` from ``overrides``; unknown keys and wrong types are errors that say ``where``."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in overrides.items():
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise GbenchError(f"{where}: unknown key {key!r} (known: {known})")
-        default = fields[key].default
-        if default is not dataclasses.MISSING and default is not None and not _same_kind(default, value):
-            raise GbenchError(f"{where}: {key!r} should be {type(default).__name__}, got {value!r}")
-    values = {k: (float(v) if isinstance(fields[k].default, float) else v) for k, v in overrides.items()}
-    try:
-        config = cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise GbenchError(f"{where}: {exc}") from None
-    return config
+    """Build ``cls`` from ``overrides`` with the one settings validator (:func:`gbench.validation.build`):
+    unknown keys, wrong types and NaN are errors that say ``where``; infinities are the config's to judge."""
+    from gbench.validation import build
 
-
-def _same_kind(default: Any, value: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))
+    return build(cls, overrides, where, finite=False)
