@@ -22,7 +22,7 @@ from gbench.metrics.jsd import jsd_mc
 from gbench.observers import notify, observing
 from gbench.plugins import get_plugins
 from gbench.results import SCHEMA
-from gbench.suite import DatasetSpec, Suite, VariantSpec
+from gbench.suite import DatasetSpec, Suite, VariantSpec, safe_label
 from gbench.toy import ToyMixture
 from gbench.variant import Nets, Variant, make_config
 
@@ -53,8 +53,7 @@ class Trial:
 
     @property
     def id(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.variant.label)
-        return f"{safe}-seed{self.seed}"
+        return f"{safe_label(self.variant.label)}-seed{self.seed}"  # unique: checked by the suite parser
 
 
 def trials_of(suite: Suite) -> list[Trial]:
