@@ -259,7 +259,7 @@ def check(trial: Trial, runtime: Runtime = Runtime()) -> LossUse:
         raise GbenchError(f"{where}: batched seeds run in fp32 only (asked {runtime.precision})")
     if suite.budget.max_device_seconds:
         raise GbenchError(f"{where}: batched seeds do not support a max_device_seconds cap")
-    variant = build_variant(trial.variant)
+    variant = build_variant(trial.variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
     if getattr(dataset, "kind", None) != "toy":
         raise GbenchError(f"{where}: batched seeds need a toy dataset")
@@ -392,7 +392,7 @@ def run_trials(trials: Sequence[Trial], runtime: Runtime = Runtime(),
     if len({t.seed for t in trials}) != len(trials):
         raise GbenchError("batched seeds: a seed appears twice in the group")
     use = check(first, runtime)
-    variant = build_variant(first.variant)
+    variant = build_variant(first.variant, first.suite.dataset)
     modes = tuple(loss_mode(fn, torch.device(runtime.device)) for fn in (variant.d_loss, variant.g_loss))
     started = time.time()
     seeds = [t.seed for t in trials]
@@ -459,7 +459,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
          progress: Callable[[int], None]) -> list[dict[str, Any]]:
     suite, device = trials[0].suite, torch.device(runtime.device)
     S, budget = len(trials), suite.budget
-    variant = build_variant(trials[0].variant)
+    variant = build_variant(trials[0].variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
     reference = build_reference(suite.dataset, dataset, runtime.data_root)
     metrics = metrics_for(reference, suite.eval.metrics, metric_options(suite, runtime))
@@ -562,12 +562,11 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
             meter.resume()
     meter.pause()
 
-    target = None
-    if variant.target_jsd is not None:  # toys: a function of the variant and the data only
-        target = _target(variant, dataset, reference, suite, Nets(G.unstack(0), D.unstack(0)), metrics, device, True)
     outputs = []
     for s in range(S):
         ok = diverged_at[s] is None
+        target = None if variant.target_jsd is None else _target(
+            variant, dataset, reference, suite, Nets(G.unstack(s), D.unstack(s)), metrics, device, ok)
         c = dataclasses.replace(used, g_steps=stopped_at[s], d_steps=stopped_at[s] * budget.d_steps_per_g_step,
                                 device_seconds=used.device_seconds / S, wall_seconds=used.wall_seconds / S,
                                 eval_seconds=eval_seconds[s], stopped_by="g_steps" if ok else "diverged")
@@ -582,7 +581,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
             "metrics": last_eval.get("metrics", {}) if ok else {},
             "metric_errors": last_eval.get("metric_errors", {}) if ok else {},
             "evaluations": evaluations[s],
-            "target": copy.deepcopy(target),
+            "target": target,
             "consumed": consumed,
             "loss_curve": curves[s],
             "resumed_at": [],  # G steps continued from a checkpoint: none (a batched group is trained whole)

@@ -25,6 +25,8 @@ Tolerance, per variant and metric
     (on ``check`` it wins over the file). ``alpha`` and ``floors`` are stored in the file
     (``"gate"``), so editing them there changes the rule for that baseline. Record at least 3 seeds:
     ``k`` is 6.96 for 3, 3.75 for 5, but 31.8 for 2 (``gbench baseline`` warns below 3).
+    A tolerance that cannot fail (the metric's worst possible value, e.g. 0 modes or 1 bit of JSD, lies
+    within it of the baseline mean: ``headroom``) is refused, exit 2, by ``baseline`` and by ``check``.
 
 Trials
     A trial that is not ``ok`` in the run is a regression unless the baseline's trial of the same seed
@@ -61,7 +63,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from gbench.errors import GbenchError
-from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, direction
+from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, bounds, direction
 from gbench.results import load_results, read_json, write_json
 
 SCHEMA = 1
@@ -206,10 +208,30 @@ def _groups(manifest: Mapping[str, Any], results: list[dict[str, Any]]) -> dict[
     return {label: g for label, g in groups.items() if g}
 
 
-def _metric_summary(values: list[float], key: str) -> dict[str, Any]:
+def _metric_summary(values: list[float], key: str, modes_total: float | None) -> dict[str, Any]:
     x = np.asarray(values, dtype=float)
     return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else None, "n": len(x),
-            "direction": "higher" if direction(key) > 0 else "lower", "values": [float(v) for v in x]}
+            "direction": "higher" if direction(key) > 0 else "lower", "values": [float(v) for v in x],
+            "bounds": [b if math.isfinite(b) else None for b in bounds(key, modes_total)]}
+
+
+def headroom(entry: Mapping[str, Any]) -> float | None:
+    """How far the worst possible value lies from the baseline mean (None: the metric is unbounded that way).
+    A tolerance at least this large cannot fail."""
+    low, high = entry.get("bounds") or (None, None)
+    worst = low if entry["direction"] == "higher" else high
+    return None if worst is None else abs(entry["mean"] - worst)
+
+
+def refuse_unfailing(label: str, key: str, entry: Mapping[str, Any], tol: float, basis: str, where: str) -> None:
+    """Raise :class:`GbenchError` if no run could exceed tolerance ``tol`` for this check."""
+    room = headroom(entry)
+    if room is not None and tol >= room:
+        how = {"spread": f"from the spread of {entry['n']} seeds", "floor": "the floor", "explicit": "given"}[basis]
+        raise GbenchError(
+            f"{where}: the tolerance {_num(tol)} for {label} {key} ({how}) cannot fail: even the worst possible "
+            f"value is within {_num(room)} of the baseline mean {_num(entry['mean'])}; record more seeds or give "
+            f"--tolerance {label}:{key}=VALUE below {_num(room)}")
 
 
 def _values(group: list[dict[str, Any]], key: str) -> list[float]:
@@ -227,7 +249,9 @@ def summarise_variants(manifest: Mapping[str, Any], results: list[dict[str, Any]
     for label, group in _groups(manifest, results).items():
         keys = sorted({k for r in group if r.get("status") == "ok" for k in r.get("metrics") or {}
                        if direction(k) is not None})
-        metrics = {k: _metric_summary(v, k) for k in keys if (v := _values(group, k))}
+        totals = [r["metrics"]["modes_total"] for r in group
+                  if r.get("status") == "ok" and (r.get("metrics") or {}).get("modes_total") is not None]
+        metrics = {k: _metric_summary(v, k, max(totals) if totals else None) for k in keys if (v := _values(group, k))}
         out[label] = {
             "variant": group[0].get("variant"),
             "trials": len(group),
@@ -244,6 +268,11 @@ def make_baseline(run_dir: str | Path, tolerances: Mapping[str, Mapping[str, flo
     variants = summarise_variants(manifest, results)
     tolerances = {k: dict(v) for k, v in (tolerances or {}).items()}
     _check_labels(tolerances, variants, "gbench baseline")
+    for label, v in variants.items():
+        for key, entry in v["metrics"].items():
+            tol, basis = tolerance(entry, entry["n"], ALPHA, FLOORS.get(base_key(key), 0.0),
+                                   _explicit(tolerances, label, key))
+            refuse_unfailing(label, key, entry, tol, basis, "gbench baseline")
     prov = manifest.get("provenance") or {}
     return {
         "gbench_baseline": SCHEMA,
@@ -328,6 +357,7 @@ def check_run(run_dir: str | Path, baseline: Mapping[str, Any],
             values = _values(group, key)
             explicit = _explicit(tolerances, label, key)
             tol, basis = tolerance(entry, len(values) or entry["n"], alpha, floors.get(base_key(key), 0.0), explicit)
+            refuse_unfailing(label, key, entry, tol, basis, where)
             row = {"variant": label, "metric": key, "direction": entry["direction"], "baseline": entry["mean"],
                    "baseline_sd": entry.get("sd"), "n_baseline": entry["n"], "tolerance": tol, "basis": basis,
                    "n_run": len(values)}

@@ -12,6 +12,8 @@ import numpy as np
 from scipy import stats
 from tabulate import tabulate
 
+from gbench.metrics import bounds
+
 FORMATS = ("github", "plain", "latex", "json")
 
 # (result key, column title, decimals); metrics absent from every result are left out.
@@ -28,18 +30,34 @@ METRIC_COLUMNS = (
     ("nonstd_kid_mean", "KID* (non-standard weights)", 4),
 )
 BUDGET_COLUMNS = (("g_steps", "G steps", 0), ("device_seconds", "device-s", 1))
+# A toy trial succeeds when it covers every mode with at least this share of high-quality samples, and
+# fails when it covers no mode (or diverged): the success / failure columns of the main table.
+SUCCESS_HQ_PERCENT = 50.0
+PER_SEED_MAX_TRIALS = 60  # text reports list every trial's own numbers up to this many trials
 
 
-def mean_ci(values: Iterable[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean with a Student-t confidence interval over seeds (no interval for fewer than 2 values)."""
+def mean_ci(values: Iterable[float], level: float = 0.95,
+            bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, Any]:
+    """Mean over seeds with a Student-t confidence interval clipped to the metric's range ``bounds``
+    (no interval for fewer than 2 values).
+
+    The true mean lies in the range, so clipping never loses coverage; it only stops an interval from
+    claiming impossible values ("5.67 ± 10.04" modes of 8 becomes [0, 8]). Coverage of the true mean,
+    measured by ``benchmarks/seed_intervals.py`` on skewed bounded laws, is in the README."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    mean = float(x.mean())
-    if len(x) < 2:
-        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(x)}
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "values": []}
+    mean, low, high = float(x.mean()), None, None
+    if len(x) >= 2:
+        half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+        low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(x), "values": [float(v) for v in x]}
+
+
+def metric_bounds(key: str, results: Iterable[dict[str, Any]]) -> tuple[float, float]:
+    """The range of metric ``key`` over ``results`` (``modes``: up to the mixtures' ``modes_total``)."""
+    totals = [r["metrics"]["modes_total"] for r in results if (r.get("metrics") or {}).get("modes_total") is not None]
+    return bounds(key, max(totals) if totals else None)
 
 
 def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -61,52 +79,101 @@ def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[
             "diverged": sum(r["status"] == "diverged" for r in group),
             "failed": sum(r["status"] == "failed" for r in group),
             "seeds": sorted(r.get("seed") for r in group),
-            "metrics": {k: mean_ci(r["metrics"].get(k) for r in ok) for k in keys},
+            "metrics": {k: mean_ci((r["metrics"].get(k) for r in ok), bounds=metric_bounds(k, ok)) for k in keys},
+            "per_seed": [{"seed": r.get("seed"), "status": r["status"], "metrics": dict(r.get("metrics") or {})}
+                         for r in sorted(group, key=lambda r: r.get("seed", 0))],
+            "rates": toy_rates(group),
             "consumed": {k: mean_ci(r["consumed"].get(k) for r in group if r.get("consumed"))
                          for k, _, _ in BUDGET_COLUMNS},
             "target": _target_summary(group, ok),
         })
+    _judge_targets(rows)
     return rows
 
 
+def toy_rates(group: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Success and failure counts of a toy group with 95% Wilson intervals, over finished trials.
+
+    Success: every mode covered (``modes == modes_total``) with ``hq_percent >= SUCCESS_HQ_PERCENT``;
+    failure: no mode covered, or diverged (it produced nothing). Crashed trials are left out."""
+    scored = [r for r in group if r["status"] == "diverged"
+              or (r["status"] == "ok" and "modes" in (r.get("metrics") or {}))]
+    if not any(r["status"] == "ok" for r in scored):
+        return None
+    success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total")
+                  and r["metrics"].get("hq_percent", 100.0) >= SUCCESS_HQ_PERCENT for r in scored)
+    failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
+    n = len(scored)
+    return {"n": n, "success": success, "success_ci": wilson(success, n),
+            "failure": failure, "failure_ci": wilson(failure, n), "hq_threshold": SUCCESS_HQ_PERCENT}
+
+
 def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The delta-controlled GAN's numbers over seeds; the verdict is set by :func:`_judge_targets`."""
     targets = [r["target"] for r in group if r.get("target")]
     if not targets:
         return None
-    delta = targets[0]["jsd"]
-    achieved = mean_ci(r["metrics"].get("jsd_bits") for r in ok)
-    p_pdelta = mean_ci(t.get("jsd_p_pdelta") for t in targets)
-    pdelta_pg = mean_ci(t.get("jsd_pdelta_pg") for t in targets)
-    if achieved["mean"] is None:
-        verdict = "no result"
-    elif achieved["ci_high"] is None:
-        verdict = "yes" if achieved["mean"] <= delta else "no"
-    elif achieved["ci_high"] <= delta:
-        verdict = "yes"
-    elif achieved["ci_low"] > delta:
-        verdict = "no"
-    else:
-        verdict = "unclear"
-    return {"delta": delta, "jsd_p_pdelta": p_pdelta, "jsd_pdelta_pg": pdelta_pg, "achieved": achieved,
-            "within_target": verdict}
+    unit = (0.0, 1.0)
+    return {"delta": targets[0]["jsd"], "base": (group[0].get("variant_config") or {}).get("base"),
+            "eps": targets[0].get("eps"),
+            "jsd_p_pdelta": mean_ci((t.get("jsd_p_pdelta") for t in targets), bounds=unit),
+            "jsd_pdelta_pg": mean_ci((t.get("jsd_pdelta_pg") for t in targets), bounds=unit),
+            "achieved": mean_ci((r["metrics"].get("jsd_bits") for r in ok), bounds=unit),
+            "base_achieved": None, "base_label": None, "within_target": "no result"}
 
 
-def _fmt(s: dict[str, Any], decimals: int) -> str:
-    if s["mean"] is None:
+def _judge_targets(rows: list[dict[str, Any]]) -> None:
+    """Set each delta row's base-variant JSD(p, p_g) (same suite, so same budget) and its verdict.
+
+    yes: the upper 95% limit of the achieved JSD(p, p_g) is <= delta; no: its lower limit is above
+    delta; unclear: otherwise; "not different from p": its lower limit is not above the base variant's
+    mean JSD(p, p_g), so a generator that ignored the perturbation cannot pass."""
+    for row in rows:
+        t = row["target"]
+        if not t:
+            continue
+        base = next((r for r in rows if not r["target"] and r["label"] == t["base"]), None) or next(
+            (r for r in rows if not r["target"] and r["variant"] == t["base"]), None)
+        if base is not None and "jsd_bits" in base["metrics"]:
+            t["base_achieved"], t["base_label"] = base["metrics"]["jsd_bits"], base["label"]
+        achieved, delta = t["achieved"], t["delta"]
+        if achieved["mean"] is None:
+            continue
+        low = achieved["mean"] if achieved["ci_low"] is None else achieved["ci_low"]
+        high = achieved["mean"] if achieved["ci_high"] is None else achieved["ci_high"]
+        if t["base_achieved"] is not None and t["base_achieved"]["mean"] is not None \
+                and low <= t["base_achieved"]["mean"]:
+            t["within_target"] = "not different from p"
+        else:
+            t["within_target"] = "yes" if high <= delta else "no" if low > delta else "unclear"
+
+
+def _fmt(s: dict[str, Any] | None, decimals: int) -> str:
+    """``mean [low, high]`` (the 95% interval, clipped to the metric's range), or the mean alone."""
+    if s is None or s["mean"] is None:
         return "-"
-    if s["ci_low"] is None or s["ci_high"] == s["ci_low"]:
+    if s["ci_low"] is None:
         return f"{s['mean']:.{decimals}f}"
-    return f"{s['mean']:.{decimals}f} ± {(s['ci_high'] - s['ci_low']) / 2:.{decimals}f}"
+    return f"{s['mean']:.{decimals}f} [{s['ci_low']:.{decimals}f}, {s['ci_high']:.{decimals}f}]"
+
+
+def _rate(rates: dict[str, Any], key: str) -> str:
+    low, high = rates[f"{key}_ci"]
+    return f"{rates[key]}/{rates['n']} [{low:.2f}, {high:.2f}]"
 
 
 def results_table(rows: list[dict[str, Any]]) -> tuple[list[tuple[str, str, int]], list[str], list[list[str]]]:
     """(metric columns present, headers, cells) of the main table: one row per variant."""
     present = [c for c in METRIC_COLUMNS if any(c[0] in r["metrics"] for r in rows)]
-    headers = ["variant", "ok/trials"] + [t for _, t, _ in present] + [t for _, t, _ in BUDGET_COLUMNS]
+    toys = any(r["rates"] for r in rows)
+    headers = (["variant", "ok/trials"] + [t for _, t, _ in present] + (["success", "failure"] if toys else [])
+               + [t for _, t, _ in BUDGET_COLUMNS])
     table = [
         [r["label"], f"{r['ok']}/{r['trials']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
          + (f" ({r['failed']} failed)" if r["failed"] else "")]
         + [_fmt(r["metrics"][k], d) if k in r["metrics"] else "-" for k, _, d in present]
+        + ([_rate(r["rates"], "success") if r["rates"] else "-", _rate(r["rates"], "failure") if r["rates"] else "-"]
+           if toys else [])
         + [_fmt(r["consumed"][k], d) for k, _, d in BUDGET_COLUMNS]
         for r in rows
     ]
@@ -114,14 +181,25 @@ def results_table(rows: list[dict[str, Any]]) -> tuple[list[tuple[str, str, int]
 
 
 def delta_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """(headers, cells) of the δ-controlled GAN's table: target and divergences per δ."""
-    delta_rows = [r for r in rows if r["target"]]
-    images = any(r["target"]["jsd_pdelta_pg"]["n"] for r in delta_rows)
-    headers = ["variant", "target δ (bits)", "JSD(p, p_δ)"] + (["JSD(p_δ, p_g)"] if images else []) + [
-        "achieved JSD(p, p_g)", "within target"]
-    table = [[r["label"], f"{r['target']['delta']:g}", _fmt(r["target"]["jsd_p_pdelta"], 3)]
-             + ([_fmt(r["target"]["jsd_pdelta_pg"], 3)] if images else [])
-             + [_fmt(r["target"]["achieved"], 3), r["target"]["within_target"]] for r in delta_rows]
+    """(headers, cells) of the δ-controlled GAN's table: per δ the target, the training law's exact
+    JSD(p, p_δ), how well the GAN learned it, JSD(p_δ, p_g), the achieved JSD(p, p_g), the base variant's
+    JSD(p, p_g) at the same budget, and the verdict."""
+    headers = ["variant", "target δ", "JSD(p, p_δ)", "JSD(p_δ, p_g)", "JSD(p, p_g)", "base JSD(p, p_g)",
+               "within target"]
+    table = [[r["label"], f"{t['delta']:g}", _fmt(t["jsd_p_pdelta"], 3), _fmt(t["jsd_pdelta_pg"], 3),
+              _fmt(t["achieved"], 3), (f"{_fmt(t['base_achieved'], 3)} ({t['base_label']})" if t["base_label"]
+                                       else "-"), t["within_target"]]
+             for r in rows if (t := r["target"])]
+    return headers, table
+
+
+def per_seed_table(rows: list[dict[str, Any]], present: list[tuple[str, str, int]]) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells): every trial's own numbers, one row per variant and seed."""
+    headers = ["variant", "seed", "status"] + [t for _, t, _ in present]
+    table = [[r["label"], str(s["seed"]), s["status"]]
+             + [f"{s['metrics'][k]:.{d}f}" if isinstance(s["metrics"].get(k), (int, float)) else "-"
+                for k, _, d in present]
+             for r in rows for s in r["per_seed"]]
     return headers, table
 
 
@@ -144,6 +222,10 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
     parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
     if any(r["target"] for r in rows):
         parts.append(tabulate(*delta_table(rows)[::-1], tablefmt=tablefmt, disable_numparse=True))
+    if len(results) <= PER_SEED_MAX_TRIALS:
+        parts.append(tabulate(*per_seed_table(rows, present)[::-1], tablefmt=tablefmt, disable_numparse=True))
+    else:
+        parts.append(f"per-seed values of the {len(results)} trials: gbench report --format json")
     parts += published_table(manifest, results, tablefmt)
     parts += [f"{metric} not computed in {n} trials: {message}" for (metric, message), n in missing_metrics(results)]
     kinds = {r.get("data_kind", "toy") for r in results}
@@ -237,13 +319,16 @@ NOTES = {
 
 
 def _footnote(fmt: str, present: list[tuple[str, str, int]], kinds: set[str]) -> str:
-    notes = ["mean ± half-width of the 95% t-interval over seeds"]
+    notes = ["mean [95% t-interval over seeds, clipped to the metric's range]"]
     notes += list(dict.fromkeys(NOTES[k] for k, _, _ in present if k in NOTES))
     if "jsd_bits" in {k for k, _, _ in present}:
         if "toy" in kinds:
-            notes.append("JSD (toys): against the exact data density, bits (KDE-based, slightly low at small n)")
+            notes.append("JSD (toys): against the exact data density, bits")
+            notes.append(f"success: all modes covered with HQ >= {SUCCESS_HQ_PERCENT:g} %; failure: no mode covered "
+                         "or diverged; k/n [95% Wilson interval]")
         if "image" in kinds:
             notes.append("JSD (images): cross-fitted classifier estimate on fixed features, bits, a LOWER bound")
-    notes.append("within target: yes if the 95% interval of the achieved JSD lies below δ, no if above, else unclear")
+    notes.append("within target: yes if the 95% interval of JSD(p, p_g) lies below δ, no if above, else unclear; "
+                 "not different from p if its lower limit is not above the base variant's JSD(p, p_g)")
     text = "; ".join(notes) + "."
     return f"% {text}" if fmt == "latex" else text

@@ -99,9 +99,26 @@ def _open(name: str, options: Mapping[str, Any], data_root: str | None) -> Any:
     return factory(**kwargs)
 
 
-def build_variant(spec: VariantSpec) -> Variant:
+def reference_weight(spec: DatasetSpec) -> float:
+    """The weight of the scoring reference inside the training law: 1 without a ``reference`` (or when
+    it names the training dataset), else the normalised weight of the mixture parts that are it (same
+    name, no options of their own), 0 when none is."""
+    if not spec.reference or spec.reference == spec.name:
+        return 1.0
+    total = sum(w for _, w, _ in spec.mixture)
+    return sum(w for name, w, options in spec.mixture if name == spec.reference and not options) / total if total else 0.0
+
+
+def build_variant(spec: VariantSpec, dataset: DatasetSpec | None = None) -> Variant:
+    """The variant of ``spec``; with the suite's ``dataset``, told what it will be scored against."""
     cls = get_plugins().variants.get(spec.name)
-    return cls(make_config(cls.Config, spec.options, f"variant {spec.label!r}"))
+    variant = cls(make_config(cls.Config, spec.options, f"variant {spec.label!r}"))
+    if dataset is not None:
+        try:
+            variant.score_against(reference_weight(dataset))
+        except GbenchError as exc:
+            raise GbenchError(f"variant {spec.label!r}: {exc}") from None
+    return variant
 
 
 def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
@@ -132,7 +149,7 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
 def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
          checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
     suite, seed, device = trial.suite, trial.seed, torch.device(runtime.device)
-    variant = build_variant(trial.variant)
+    variant = build_variant(trial.variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
     reference = build_reference(suite.dataset, dataset, runtime.data_root)
     metrics = metrics_for(reference, suite.eval.metrics, metric_options(suite, runtime))
@@ -302,13 +319,20 @@ def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite, nets: 
     """
     if variant.target_jsd is None:
         return None
-    target: dict[str, Any] = {"jsd": variant.target_jsd}
+    target: dict[str, Any] = {"jsd": variant.target_jsd, **variant.target_details()}
     n, seed = suite.eval.num_samples, suite.eval.seed
     law = variant.training_law(dataset)
     if isinstance(law, ToyMixture) and isinstance(reference, ToyMixture):
         g = torch.Generator().manual_seed(seed)
         est = jsd_mc(reference.log_prob, law.log_prob, reference.sample(n, g).numpy(), law.sample(n, g).numpy())
         target.update(jsd_p_pdelta=est.bits, jsd_p_pdelta_ci=[est.ci_low, est.ci_high])
+        jsd_metric = next((m for m in metrics if m.name == "jsd"), None)
+        if finished and jsd_metric is not None:  # how well the GAN learned its own training law
+            samples = sample_generator(nets.generator, n, suite.model.z_dim, seed, device).numpy()
+            if np.isfinite(samples).all():
+                got = jsd_metric.compute(samples, law, np.random.default_rng([seed, 1]))
+                target.update(jsd_pdelta_pg=got["jsd_bits"],
+                              jsd_pdelta_pg_ci=[got.get("jsd_ci_low"), got.get("jsd_ci_high")])
     elif reference.kind == "image":
         jsd_metric = next((m for m in metrics if m.name == "classifier-jsd"), None)
         if jsd_metric is None:

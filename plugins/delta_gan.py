@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import gbench
-from gbench.metrics.jsd import j_perp_inverse
+from gbench.metrics.jsd import j_perp, j_perp_inverse
 
 
 IMAGE_NOISES = ("patch", "pixels")
@@ -141,7 +141,28 @@ class DeltaGAN(gbench.Variant):
             raise gbench.GbenchError(f"delta-gan: base {base_name!r} is itself a delta-controlled GAN")
         self.base: gbench.Variant = base_cls()
         self._epsilon = j_perp_inverse(self.config.delta)
+        self._reference_weight = 1.0
         self.target_jsd = self.config.delta
+
+    def score_against(self, reference_weight: float) -> None:
+        """Choose eps so that JSD(r, p_delta) <= delta holds against the scoring reference r.
+
+        If the training law is a r + (1 - a) o (a = ``reference_weight``), then p_delta puts weight
+        a (1 - eps) on r and the rest on other laws, so JSD(r, p_delta) <= J_perp(1 - a (1 - eps)).
+        eps = 1 - (1 - J_perp^{-1}(delta)) / a makes that bound delta; it exists only when
+        a >= 1 - J_perp^{-1}(delta), otherwise no eps can guarantee the target and the suite is refused."""
+        budget = j_perp_inverse(self.config.delta)  # the largest weight off r that keeps JSD <= delta
+        if reference_weight < 1.0 - budget:
+            raise gbench.GbenchError(
+                f"delta = {self.config.delta:g} cannot be guaranteed against the scoring reference: the training "
+                f"data puts weight {reference_weight:.3g} on it, and delta = {self.config.delta:g} needs at least "
+                f"{1.0 - budget:.3g} (raise that weight, or use delta >= {j_perp(1.0 - reference_weight):.3g})")
+        self._reference_weight = reference_weight
+        self._epsilon = 1.0 if budget >= 1.0 else 1.0 - (1.0 - budget) / reference_weight
+
+    def target_details(self) -> dict[str, Any]:
+        return {"eps": self._epsilon, "reference_weight": self._reference_weight,
+                "guarantee": "JSD(reference, p_delta) <= J_perp(1 - reference_weight (1 - eps)) = delta"}
 
     @property
     def epsilon(self) -> float:
@@ -190,6 +211,7 @@ class DeltaGAN(gbench.Variant):
             "base": self.config.base,
             "delta": self.config.delta,
             "eps": self._epsilon,
+            "reference_weight": self._reference_weight,
             "noise_scale": self.config.noise_scale,
             "image_noise": self.config.image_noise,
             "patch_size": self.config.patch_size,

@@ -177,7 +177,7 @@ def test_explicit_tolerances_from_the_file_and_the_command_line(tmp_path):
 
 def test_trials_that_stop_being_ok_are_regressions(tmp_path):
     base = fake_run(tmp_path / "base", statuses={"rsgan": ["ok", "diverged", "ok"]})
-    data = gate.make_baseline(base)
+    data = gate.make_baseline(base, {"rsgan": {"modes": 1.0}})  # 2 seeds: the spread rule could not fail
     assert data["variants"]["rsgan"]["ok"] == 2
     same_failure = fake_run(tmp_path / "same", statuses={"rsgan": ["ok", "diverged", "ok"]})
     rows = rows_by(gate.check_run(same_failure, data))
@@ -261,7 +261,9 @@ def test_gate_catches_a_generator_loss_with_the_wrong_sign(tmp_path, monkeypatch
     from gbench.runner import run_suite
 
     run_suite(tiny_suite(), tmp_path / "healthy", quiet=True)
-    assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json").exit_code == 0
+    # 3 seeds of 150 steps: the spread rule's tolerance for modes could not fail, so it is refused
+    assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json").exit_code == 2
+    assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json", "--tolerance", "modes=2").exit_code == 0
     run_suite(tiny_suite(), tmp_path / "again", quiet=True)  # deterministic here: passes
     assert invoke("check", tmp_path / "again", "--baseline", tmp_path / "b.json").exit_code == 0
 
@@ -295,3 +297,24 @@ def test_committed_gate_baseline_matches_the_gate_suite():
     assert {"hq_percent", "jsd_bits"} <= set(data["tolerances"]["*"])
     ci = (ROOT / ".ci" / "run").read_text()
     assert "gbench run gate" in ci and "--baseline baselines/gate.json" in ci
+
+
+# -- tolerances that cannot fail -------------------------------------------------------------------------
+
+
+def test_a_tolerance_that_cannot_fail_is_refused_by_baseline_and_check(tmp_path):
+    # the case: modes 8, 8, 1 of 8 -> mean 5.67, spread tolerance ~ 8.7 > 5.67: no run can fall below
+    wide = {"sgan": [{"modes": m, "modes_total": 8.0, "jsd_bits": 0.5} for m in (8.0, 8.0, 1.0)]}
+    run = fake_run(tmp_path / "wide", metrics=wide)
+    with pytest.raises(GbenchError, match=r"tolerance .* for sgan modes \(from the spread of 3 seeds\) cannot fail"):
+        gate.make_baseline(run)
+    result = CliRunner().invoke(cli, ["baseline", str(run), "-o", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "cannot fail" in result.output and "Traceback" not in result.output
+    data = gate.make_baseline(run, {"sgan": {"modes": 2.0}})  # an explicit tolerance that can fail is kept
+    assert data["variants"]["sgan"]["metrics"]["modes"]["bounds"] == [0.0, 8.0]
+    assert gate.headroom(data["variants"]["sgan"]["metrics"]["modes"]) == pytest.approx(17 / 3)
+    assert gate.headroom(data["variants"]["sgan"]["metrics"]["jsd_bits"]) == pytest.approx(0.5)  # worst: 1 bit
+    with pytest.raises(GbenchError, match="cannot fail"):
+        gate.check_run(run, data, {"sgan": {"jsd_bits": 0.6}})  # 0.5 + 0.6 > 1 bit: check refuses it too
+    rows = rows_by(gate.check_run(run, data))
+    assert rows[("sgan", "modes")]["tolerance"] == 2.0

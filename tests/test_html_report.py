@@ -149,7 +149,7 @@ def test_toy_report_has_tables_protocol_and_every_plot_embedded_and_on_disk(toy_
     # tables: the report's columns and rows, the δ table with its verdict
     assert page.tags.count("table") == 2
     for heading in ("variant", "ok/trials", "modes", "HQ %", "rev. KL", "JSD (bits)", "G steps", "device-s",
-                    "target δ (bits)", "JSD(p, p_δ)", "achieved JSD(p, p_g)", "within target"):
+                    "target δ", "JSD(p, p_δ)", "JSD(p_δ, p_g)", "JSD(p, p_g)", "base JSD(p, p_g)", "within target"):
         assert f"<th>{heading}" in source.replace("&quot;", '"'), heading
     assert "delta(0.2)" in text and "2/2" in text
 

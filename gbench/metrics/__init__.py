@@ -1,6 +1,7 @@
 """Metrics: registered through the ``register_metrics`` hook, computed on generated samples."""
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -10,6 +11,9 @@ import numpy as np
 
 # +1: higher is better, -1: lower is better; ``nonstd_X`` follows ``X``. Other keys have no direction.
 DIRECTIONS = {"modes": 1, "hq_percent": 1, "isc_mean": 1, "reverse_kl": -1, "jsd_bits": -1, "fid": -1, "kid_mean": -1}
+# The range of each metric's values; ``modes`` is [0, modes_total] (the mixture's component count).
+BOUNDS = {"modes": (0.0, math.inf), "hq_percent": (0.0, 100.0), "jsd_bits": (0.0, 1.0), "reverse_kl": (0.0, math.inf),
+          "fid": (0.0, math.inf), "isc_mean": (1.0, math.inf)}
 # Leaves of a metric's protocol record that say where or with what software a number was made, not how:
 # results differing only in these are comparable.
 LOCAL_PROTOCOL_FIELDS = ("weights", "weights_path", "weights_source", "cache_dir", "cuda", "cache_name", "cache_hit",
@@ -19,6 +23,13 @@ LOCAL_PROTOCOL_FIELDS = ("weights", "weights_path", "weights_source", "cache_dir
 def base_key(key: str) -> str:
     """``nonstd_fid`` -> ``fid``: the metric a non-standard number stands in for."""
     return key[len("nonstd_"):] if key.startswith("nonstd_") else key
+
+
+def bounds(key: str, modes_total: float | None = None) -> tuple[float, float]:
+    """(lowest, highest) value metric ``key`` can take; unbounded for keys without a known range."""
+    if base_key(key) == "modes" and modes_total is not None:
+        return (0.0, float(modes_total))
+    return BOUNDS.get(base_key(key), (-math.inf, math.inf))
 
 
 def direction(key: str) -> int | None:
