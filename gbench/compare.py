@@ -66,7 +66,7 @@ from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci, wilson
+from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci, toy_rates, wilson
 from gbench.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
@@ -172,9 +172,9 @@ def _clean(obj: Any) -> Any:
 # -- statistics ---------------------------------------------------------------------------------
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval for a binomial proportion (None when n == 0)."""
-    return wilson(successes, n, z) if n > 0 else None
+def wilson_interval(successes: int, n: int) -> tuple[float, float] | None:
+    """95% Wilson score interval for a binomial proportion (None when n == 0)."""
+    return wilson(successes, n) if n > 0 else None
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -426,16 +426,10 @@ def success_rates(groups: list[Group]) -> list[SuccessRate]:
     """All-modes-covered and no-mode-covered rates of toy groups (diverged = failure; failed = left out)."""
     out = []
     for g in groups:
-        counted = [r for r in g.results if r.get("status") == "ok"
-                   and {"modes", "modes_total"} <= set(r.get("metrics") or {})]
-        if not counted:
-            continue
-        diverged = sum(r.get("status") == "diverged" for r in g.results)
-        n = len(counted) + diverged
-        full = sum(r["metrics"]["modes"] == r["metrics"]["modes_total"] for r in counted)
-        none = sum(r["metrics"]["modes"] == 0 for r in counted) + diverged
-        out.append(SuccessRate(group=g.name, trials=n, diverged=diverged, all_modes=full,
-                               all_modes_ci=wilson_interval(full, n), no_mode=none, no_mode_ci=wilson_interval(none, n)))
+        r = toy_rates(g.results, 0.0)
+        if r is not None:
+            out.append(SuccessRate(group=g.name, trials=r["n"], diverged=r["diverged"], all_modes=r["success"],
+                                   all_modes_ci=r["success_ci"], no_mode=r["failure"], no_mode_ci=r["failure_ci"]))
     return out
 
 

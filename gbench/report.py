@@ -91,21 +91,24 @@ def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[
     return rows
 
 
-def toy_rates(group: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Success and failure counts of a toy group with 95% Wilson intervals, over finished trials.
+def toy_rates(group: list[dict[str, Any]], hq_threshold: float = SUCCESS_HQ_PERCENT) -> dict[str, Any] | None:
+    """Success and failure counts of a toy group with 95% Wilson intervals, over finished trials
+    (None when no ok trial has a mode count, e.g. images).
 
-    Success: every mode covered (``modes == modes_total``) with ``hq_percent >= SUCCESS_HQ_PERCENT``;
-    failure: no mode covered, or diverged (it produced nothing). Crashed trials are left out."""
+    Success: every mode covered (``modes == modes_total``) with ``hq_percent >= hq_threshold``
+    (0 gives Welfert et al.'s "all modes covered"); failure: no mode covered, or diverged (it produced
+    nothing). Crashed trials are left out."""
     scored = [r for r in group if r["status"] == "diverged"
               or (r["status"] == "ok" and "modes" in (r.get("metrics") or {}))]
     if not any(r["status"] == "ok" for r in scored):
         return None
     success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total")
-                  and r["metrics"].get("hq_percent", 100.0) >= SUCCESS_HQ_PERCENT for r in scored)
+                  and r["metrics"].get("hq_percent", 100.0) >= hq_threshold for r in scored)
     failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
     n = len(scored)
-    return {"n": n, "success": success, "success_ci": wilson(success, n),
-            "failure": failure, "failure_ci": wilson(failure, n), "hq_threshold": SUCCESS_HQ_PERCENT}
+    return {"n": n, "diverged": sum(r["status"] == "diverged" for r in scored), "hq_threshold": hq_threshold,
+            "success": success, "success_ci": wilson(success, n), "success_rate": success / n,
+            "failure": failure, "failure_ci": wilson(failure, n), "failure_rate": failure / n}
 
 
 def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -236,32 +239,21 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
 # -- success / failure rates beside a suite's published numbers ([reference_results]) --------------------
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval (95% by default) for k successes in n trials."""
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for k successes in n trials (scipy's ``binomtest``); (0, 1) when n = 0."""
     if n == 0:
         return (0.0, 1.0)
-    p, z2 = k / n, z * z
-    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def mode_rates(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Per variant label: success (all modes covered) and failure (no mode) counts over finished trials,
-    with Wilson intervals. A diverged trial produced nothing, so it counts as a failure."""
+    """Per variant label: Welfert et al.'s success (all modes covered) and failure (no mode, or diverged)
+    counts over finished trials, with Wilson intervals (:func:`toy_rates` without an HQ threshold)."""
     groups: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
     for r in results:
-        if r.get("status") in ("ok", "diverged"):
-            groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
-    rows = []
-    for label, group in groups.items():
-        scored = [r for r in group if r["status"] == "diverged" or "modes" in r.get("metrics", {})]
-        success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total") for r in scored)
-        failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
-        n = len(scored)
-        rows.append({"label": label, "n": n, "success": success, "failure": failure,
-                     "success_rate": success / n if n else None, "success_ci": wilson(success, n),
-                     "failure_rate": failure / n if n else None, "failure_ci": wilson(failure, n)})
-    return rows
+        groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
+    return [{"label": label, **rates} for label, group in groups.items() if (rates := toy_rates(group, 0.0))]
 
 
 def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tablefmt: str) -> list[str]:
