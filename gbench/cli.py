@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except GbenchError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a full, read-only or missing file system: the environment, one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}") from None
 
 
 def _csv(kind: type) -> Any:
@@ -89,13 +93,16 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
         precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool,
         checkpoint_every: int, executor: str, jobs: int | None, address: str | None, threads: int | None,
         batch_seeds: int = 0, tensorboard: bool = False) -> None:
-    """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table."""
+    """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table.
+
+    Exit status: 0 when every trial finished (ok or diverged), 1 when a trial failed (crashed, was
+    killed or lost; the table and result files are still written), 2 for bad input (nothing runs)."""
     from gbench.report import render
     from gbench.results import load_results
     from gbench.executors import make_executor
-    from gbench.runner import run_suite
+    from gbench.runner import FINISHED, run_suite
     from gbench.suite import load_suite
-    from gbench.trial import Runtime
+    from gbench.trial import Runtime, trials_of
 
     if seeds is not None and (not seeds or any(s < 0 for s in seeds)):
         raise GbenchError("--seeds must list non-negative integers")
@@ -112,12 +119,23 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
     from contextlib import nullcontext
     from gbench.observers import tensorboard as tb
 
-    with tb.enabled(out) if tensorboard else nullcontext():
-        run_suite(loaded, out, runtime, resume=resume, quiet=quiet, executor=pool)
+    try:
+        with tb.enabled(out) if tensorboard else nullcontext():
+            run_suite(loaded, out, runtime, resume=resume, quiet=quiet, executor=pool)
+    except KeyboardInterrupt:
+        click.echo(f"\ngbench: interrupted; finished trials are kept in {out}; continue with "
+                   f"`gbench run {suite} --out {out} --resume`", err=True)
+        sys.exit(130)
+    manifest, results = load_results(out)
     if not quiet:
-        manifest, results = load_results(out)
         click.echo(render(manifest, results, "github"))
         click.echo(f"\nresults: {out}")
+    status = {r["trial_id"]: r["status"] for r in results}
+    failed = [t.id for t in trials_of(loaded) if status.get(t.id) not in FINISHED]
+    if failed:
+        click.echo(f"gbench: {len(failed)} trial(s) failed ({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); "
+                   f"see their result files in {out}/trials; `--resume` runs them again", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -13,6 +13,13 @@ metrics and loss curves. Defaults: torch's own setting for ``local``, ``usable C
 ``runtime`` (``executor``, ``jobs``, ``threads``) and the count actually used in its ``provenance``
 (``torch_threads``, with ``pid`` and ``host``).
 
+Isolation: whatever a variant raises, ``BaseException`` included (``sys.exit()``, a stray
+``KeyboardInterrupt``), is that trial's failure, recorded with its message, and the other trials go on;
+only a real interrupt of this process (Ctrl-C, SIGINT) stops the run. With ``process``, each trial
+runs in its own worker process (spawned, one at a time per slot): a worker that dies (``os._exit``, a
+segfault, the OOM killer) fails its trial alone, and every worker dies with the parent (Linux
+parent-death signal, and a watchdog that polls the parent's pid elsewhere).
+
 Workers of the ``process`` and ``ray`` executors are fresh interpreters: they load plugins the way any
 gbench process does (built-ins and the ``gbench`` entry-point group), so a variant registered only in
 the calling process (``load_plugins(extra=...)``) is unknown there.
@@ -20,9 +27,12 @@ the calling process (``load_plugins(extra=...)``) is unknown there.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -101,7 +111,14 @@ def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, execu
         torch.set_num_threads(threads)
     try:
         used = torch.get_num_threads()
-        result = run_trial(trial, runtime, progress, **options)
+        with _interrupts() as interrupted:
+            try:
+                result = run_trial(trial, runtime, progress, **options)
+            except BaseException as exc:  # a variant's sys.exit(), a stray KeyboardInterrupt...
+                if isinstance(exc, KeyboardInterrupt) and interrupted():
+                    raise  # the user's Ctrl-C: stop the run
+                result = failed_result(trial, runtime, f"{type(exc).__name__}: {exc}", executor)
+                result["traceback"] = traceback.format_exc()
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
@@ -115,6 +132,29 @@ def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, execu
     facts.update(pid=os.getpid(), host=socket.gethostname(), torch_threads=used)
     result["provenance"] = {**result.get("provenance", {}), **facts}
     return result
+
+
+class _interrupts:
+    """Tell a real SIGINT of this process from a ``KeyboardInterrupt`` that plugin code raised: while
+    active (main thread only), SIGINT sets a flag before raising."""
+
+    def __enter__(self) -> Callable[[], bool]:
+        self.hit = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            current = signal.getsignal(signal.SIGINT)
+            if current is signal.default_int_handler:
+                def handler(signum: int, frame: Any) -> None:
+                    self.hit = True
+                    raise KeyboardInterrupt
+                self.previous = signal.signal(signal.SIGINT, handler)
+            else:  # ignored (a pool worker) or someone else's handler: a KeyboardInterrupt is not ours
+                self.hit = current not in (signal.SIG_IGN, signal.SIG_DFL)
+        return lambda: self.hit
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _portable(options: RunOptions | None, trial: Trial) -> dict[str, Any] | None:
@@ -157,36 +197,61 @@ class LocalExecutor:
 
 # -- process pool -----------------------------------------------------------------------------------
 
-_progress_queue: Any = None  # in a pool worker: where progress goes
 PROGRESS_EVERY_S = 0.5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(threads: int, queue: Any) -> None:
-    global _progress_queue
-    _progress_queue = queue
+def die_with_parent(parent: int) -> None:
+    """Make this process end when process ``parent`` does: the Linux parent-death signal (SIGKILL),
+    and, where there is none, a daemon thread that polls the parent's pid."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == parent:
+            return
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # already orphaned
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gbench-parent-watchdog", daemon=True).start()
+
+
+def _worker(conn: Any, parent: int, trial: Trial, runtime: Runtime, threads: int, jobs: int,
+            options: Mapping[str, Any] | None) -> None:
+    """One trial in a spawned worker: progress and then the result go back through ``conn``."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     torch.set_num_threads(threads)
-
-
-def _run_in_pool(trial: Trial, runtime: Runtime, threads: int, jobs: int,
-                 options: Mapping[str, Any] | None) -> dict[str, Any]:
     last = 0.0
-    if _progress_queue is not None:
-        _progress_queue.put((trial.id, 0))
 
     def progress(step: int) -> None:
         nonlocal last
         now = time.monotonic()
-        if _progress_queue is not None and now - last >= PROGRESS_EVERY_S:
+        if now - last >= PROGRESS_EVERY_S:
             last = now
-            _progress_queue.put((trial.id, step))
+            conn.send(("progress", step))
 
-    return run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
-                   options=options)
+    conn.send(("progress", 0))
+    try:
+        result = run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
+                         options=options)
+    except BaseException as exc:  # noqa: BLE001 - even run_one's own failure is this trial's
+        result = failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}", "process")
+    conn.send(("result", result))
+    conn.close()
 
 
 class ProcessExecutor:
-    """Up to ``jobs`` trials at once, each in a worker process of this machine (started with "spawn":
-    no forked torch state). ``jobs`` defaults to the usable CPUs, ``threads`` to CPUs // jobs."""
+    """Up to ``jobs`` trials at once, each in its own worker process of this machine (started with
+    "spawn": no forked torch state). ``jobs`` defaults to the usable CPUs, ``threads`` to CPUs // jobs.
+    A worker that dies fails its own trial only; workers die with this process."""
 
     name = "process"
 
@@ -200,53 +265,52 @@ class ProcessExecutor:
 
     def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
                    on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
-        if not trials:
-            return
         import multiprocessing
+        from multiprocessing.connection import wait
 
         ctx = multiprocessing.get_context("spawn")
-        queue = ctx.Queue()
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(trials)), mp_context=ctx,
-                                   initializer=_init_worker, initargs=(self.threads, queue))
-        by_id = {t.id: t for t in trials}
-        finished_ok = False
+        todo = list(trials)
+        running: dict[Any, tuple[Any, Trial]] = {}  # the parent's end of a worker's pipe -> (process, trial)
         try:
-            futures: dict[Future, Trial] = {
-                pool.submit(_run_in_pool, t, runtime, self.threads, self.jobs, _portable(options, t)): t
-                for t in trials}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-                self._drain(queue, by_id, on_progress)
-                for future in done:
-                    trial = futures[future]
+            while todo or running:
+                while todo and len(running) < self.jobs:
+                    trial = todo.pop(0)
+                    receiver, sender = ctx.Pipe(duplex=False)
+                    process = ctx.Process(target=_worker, name=f"gbench-{trial.id}", daemon=True, args=(
+                        sender, os.getpid(), trial, runtime, self.threads, self.jobs, _portable(options, trial)))
+                    process.start()
+                    sender.close()
+                    running[receiver] = (process, trial)
+                for receiver in wait(list(running)):
+                    process, trial = running[receiver]
                     try:
-                        result = future.result()
-                    except Exception as exc:  # the worker died (BrokenProcessPool) or could not unpickle
-                        result = failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}",
-                                               self.name)
-                    by_id.pop(trial.id, None)
-                    on_result(trial, result)
-            finished_ok = True
+                        kind, payload = receiver.recv()
+                    except (EOFError, OSError):  # the worker died without a result
+                        process.join()
+                        code = process.exitcode
+                        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                        kind, payload = "result", failed_result(
+                            trial, runtime, f"process executor: the worker died ({why}) before its result", self.name)
+                    except Exception as exc:  # a result that does not unpickle
+                        kind, payload = "result", failed_result(
+                            trial, runtime, f"process executor: unreadable result: {type(exc).__name__}: {exc}",
+                            self.name)
+                    if kind == "progress":
+                        if on_progress:
+                            on_progress(trial, payload)
+                        continue
+                    del running[receiver]
+                    receiver.close()
+                    process.join(timeout=5)
+                    on_result(trial, payload)
         finally:
-            if not finished_ok:  # interrupted, or a callback failed: stop the trials still running
-                for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for receiver, (process, _) in running.items():  # interrupted, or a callback failed
+                if process.is_alive():
                     process.terminate()
-            pool.shutdown(wait=finished_ok, cancel_futures=True)
-            queue.close()
-            queue.cancel_join_thread()
-
-    @staticmethod
-    def _drain(queue: Any, by_id: dict[str, Trial], on_progress: OnProgress | None) -> None:
-        import queue as queue_module
-
-        while True:
-            try:
-                trial_id, step = queue.get_nowait()
-            except (queue_module.Empty, OSError, ValueError):
-                return
-            if on_progress and trial_id in by_id:  # not after its result: that would move the bar back
-                on_progress(by_id[trial_id], step)
+                process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
+                receiver.close()
 
 
 # -- Ray --------------------------------------------------------------------------------------------

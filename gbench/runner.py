@@ -1,21 +1,31 @@
-"""Run a suite: the trial matrix, one result file per trial, a manifest, resume."""
+"""Run a suite: the trial matrix, one result file per trial, a manifest, resume.
+
+Before anything is written, :func:`check_suite` opens every dataset of the suite (so missing data,
+a bad dataset option, a toy+image mixture or a CNN on a toy is one line, exit 2), and the run
+directory is locked (``OUT/.lock``, ``fcntl``) for as long as the run writes it: a second ``--resume``
+into a live run is refused.
+"""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm import tqdm
 
 from gbench.checkpoint import checkpoint_path, remove_stale_temporaries
 from gbench.errors import GbenchError
-from gbench.results import MANIFEST, SCHEMA, load_results, provenance, read_json, trial_path, write_atomic, write_json
+from gbench.results import (MANIFEST, SCHEMA, check_result, load_results, provenance, read_json, trial_path,
+                             write_atomic, write_json)
 from gbench.suite import Suite
 from gbench.loop import Precision
-from gbench.trial import Runtime, Trial, trials_of
+from gbench.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
+    trials_of
 from gbench.executors import Executor, LocalExecutor
 
 FINISHED = ("ok", "diverged")  # a failed trial is tried again on --resume
@@ -30,6 +40,67 @@ def check_runtime(runtime: Runtime) -> None:
         raise GbenchError("--precision fp16 needs --device cuda (use bf16 on the CPU)")
 
 
+# the backbone families' data: "mlp" takes flat points (toys), "cnn"/"dcgan" 32x32 images
+KIND_OF_ARCH = {"mlp": "toy", "cnn": "image", "dcgan": "image"}
+LOCK = ".lock"
+
+
+def check_suite(suite: Suite, runtime: Runtime) -> None:
+    """Everything a trial would find wrong with ``suite`` before it trains, as one :class:`GbenchError`
+    naming the suite file: datasets that cannot be opened (missing data, bad options), a reference of
+    another kind, a backbone for the other kind of data, a training set smaller than a batch, metric
+    settings, variant settings."""
+    where = suite.path
+    spec = suite.dataset
+    try:
+        dataset = build_dataset(spec, runtime.data_root)
+        reference = build_reference(spec, dataset, runtime.data_root)
+        for variant in suite.variants:
+            build_variant(variant, spec)  # also: a target that cannot hold against the reference
+        metrics_for(reference, suite.eval.metrics, metric_options(suite, runtime))
+    except (ValueError, TypeError) as exc:
+        raise GbenchError(f"{where} [dataset]: {spec.label}: {exc}") from None
+    except GbenchError as exc:
+        raise GbenchError(f"{where}: {exc}") from None
+    if reference.kind != dataset.kind:
+        raise GbenchError(f"{where} [dataset]: reference {spec.reference!r} is {reference.kind} data, "
+                          f"the training law {dataset.kind} data")
+    wanted = KIND_OF_ARCH.get(suite.model.arch)
+    if wanted is not None and wanted != dataset.kind:
+        fit = [a for a, k in KIND_OF_ARCH.items() if k == dataset.kind]
+        raise GbenchError(f"{where} [model]: arch {suite.model.arch!r} is for {wanted} data; {spec.label} is "
+                          f"{dataset.kind} data (use arch = {' or '.join(map(repr, fit))})")
+    size = spec.train_size
+    if dataset.kind == "toy" and size <= 0:
+        raise GbenchError(f"{where} [dataset]: 'train_size' must be positive for toy data, got {size}")
+    if dataset.kind == "image":
+        available = dataset.num_images("train")
+        size = min(size, available) if size else available
+    if suite.budget.batch_size > size:
+        raise GbenchError(f"{where} [budget]: 'batch_size' {suite.budget.batch_size} is larger than the training "
+                          f"set ({size} examples); lower it or raise [dataset] train_size")
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (an exclusive ``fcntl`` lock, released when this process ends, even by SIGKILL)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GbenchError(f"{out} is being written by another gbench run (lock {out / LOCK}); "
+                              "wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: bool = False,
               quiet: bool = False, executor: Executor | None = None) -> list[dict[str, Any]]:
     """Run every trial of ``suite`` into ``out``; returns all results, earlier finished ones included.
@@ -37,7 +108,16 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
     ``executor`` (default: this process, one trial after another) decides where trials run; each
     result is written here, in this process, as soon as its trial finishes."""
     check_runtime(runtime)
+    check_suite(suite, runtime)
     executor = executor or LocalExecutor()
+    if (out / MANIFEST).exists() and not resume:
+        raise GbenchError(f"{out} already holds a run; pass --resume to finish it, or choose another --out")
+    with locked(out):
+        return _run_locked(suite, out, runtime, resume, quiet, executor)
+
+
+def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: bool,
+                executor: Executor) -> list[dict[str, Any]]:
     manifest_path = out / MANIFEST
     trials = trials_of(suite)
     trial_ids = [t.id for t in trials]
@@ -45,6 +125,8 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
         if not resume:
             raise GbenchError(f"{out} already holds a run; pass --resume to finish it, or choose another --out")
         old = read_json(manifest_path)
+        if not isinstance(old, dict) or not isinstance(old.get("trials"), list):
+            raise GbenchError(f"{manifest_path}: not a gbench manifest; run the suite again into a new --out")
         if old.get("suite_hash") != suite.hash:
             raise GbenchError(f"{out} holds a run of a different suite ({old.get('suite')!r}, hash {old.get('suite_hash')}); "
                               "choose another --out")
@@ -65,7 +147,7 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
         "provenance": info,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    todo = [t for t in trials if not (resume and _finished(trial_path(out, t.id)))]
+    todo = [t for t in trials if not (resume and _finished(trial_path(out, t.id), t))]
     for trial_id in {t.id for t in trials} - {t.id for t in todo}:  # killed between result and checkpoint removal
         checkpoint_path(out, trial_id).unlink(missing_ok=True)
     steps = suite.budget.g_steps
@@ -105,8 +187,22 @@ def run_suite(suite: Suite, out: Path, runtime: Runtime = Runtime(), resume: boo
     return load_results(out)[1]
 
 
-def _finished(path: Path) -> bool:
-    return path.is_file() and read_json(path).get("status") in FINISHED
+def _finished(path: Path, trial: Trial) -> bool:
+    """Whether ``path`` holds a finished result of ``trial``; a garbled or partial file is reported and
+    its trial run again (its file replaced)."""
+    if not path.is_file():
+        return False
+    try:
+        data = check_result(read_json(path), path)
+        if data["trial_id"] != trial.id or data.get("suite_hash") != trial.suite.hash:
+            raise GbenchError(f"{path}: a result of another trial or suite")
+        for key in ("consumed", "evaluations", "diverged_at"):
+            if key not in data:
+                raise GbenchError(f"{path}: not a complete trial result (no {key!r})")
+    except GbenchError as exc:
+        tqdm.write(f"gbench: warning: {exc}; running trial {trial.id} again", file=sys.stderr)
+        return False
+    return data["status"] in FINISHED
 
 
 SAMPLES = "samples"

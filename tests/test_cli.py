@@ -114,7 +114,7 @@ def test_bad_suite_files_and_samples(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.format(steps=0))
     result = invoke("run", str(bad))
-    assert result.exit_code == 2 and "'g_steps' must be positive" in result.output
+    assert result.exit_code == 2 and "'g_steps': must be greater than 0" in result.output
     bad.write_text(TINY.format(steps=5) + "\ncolour = 1\n")
     result = invoke("run", str(bad))
     assert result.exit_code == 2 and "unknown key 'colour'" in result.output and "bad.toml" in result.output
