@@ -137,3 +137,18 @@ def test_eps_holds_the_guarantee_against_a_reference_inside_a_mixture():
     type(variant)(smallest).score_against(0.8)
     with pytest.raises(GbenchError, match=f"use delta >= {j_perp(0.2):.3g}"):
         variant.score_against(0.8)
+
+
+def test_a_target_that_cannot_hold_against_the_reference_is_refused_before_training(tmp_path):
+    from click.testing import CliRunner
+
+    from gbench.cli import cli
+
+    suite = tmp_path / "dmix.toml"
+    suite.write_text('name = "dmix"\nseeds = [0]\nvariants = [{ name = "delta-gan", label = "d", delta = 0.1 }]\n'
+                     '[dataset]\nmixture = [{ name = "ring8", weight = 0.8 }, { name = "grid25", weight = 0.2 }]\n'
+                     'reference = "ring8"\ntrain_size = 1000\n[budget]\ng_steps = 10\nbatch_size = 64\n')
+    result = CliRunner().invoke(cli, ["run", str(suite), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot be guaranteed against the scoring reference" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out" / "trials").exists()
