@@ -3,11 +3,22 @@ and Limited Data", CVPR 2017, arXiv:1706.02071.
 
 The latent is a mixture of N Gaussians with learnable means and scales, reparameterised as
 z = mu_i + sigma_i * eps with eps ~ N(0, I), so mu and sigma are parameters of the generator and
-are trained by G's optimiser (official code: ``MoGLayer``, val-iisc/deligan). As in the official
-code the component is the position in the minibatch (i = row mod N): every component is used
-equally and no hidden random stream picks it. D is the standard GAN discriminator; G minimises
-the non-saturating loss plus ``sigma_penalty * mean((1 - sigma)^2)``, which stops sigma collapsing
-to 0 (the CIFAR script computes that penalty but leaves it out of G's gradient; we include it).
+are trained by G's optimiser (official code: ``MoGLayer``, val-iisc/deligan). The mixture weights
+are equal (pi_i = 1/N). The official code gets that by making the batch size N and giving row i
+component i; here batches need not be N long (a suite's batch is shared by every variant), so row
+r gets component (r + c) mod N with one offset c drawn uniformly per forward pass from torch's
+global RNG (seeded per trial and saved in checkpoints): each component's expected share is exactly
+1/N for any batch size, and counts in a batch differ by at most one. (Plain row mod N would give
+the first n mod N components one extra row in every batch: with N = 50 and batch 128, 28
+components get weight 3/128 and 22 get 2/128.) Evaluation draws its offsets the same way.
+D is the standard GAN discriminator; G minimises the non-saturating loss plus
+``sigma_penalty * mean((1 - sigma)^2)``, which stops sigma collapsing to 0 (the CIFAR script
+computes that penalty but leaves it out of G's gradient; we include it).
+
+Authors' toy settings (src/Toy/dg_toy.py @68451c8): N = 50 (= batch), sigma0 = 0.02, mu ~ U(-1, 1),
+penalty 0.1 * mean((sigma - 1)^2), z_dim 2, eps ~ U(-1, 1) (we keep eps ~ N(0, I), the latent
+every variant gets). The config defaults are N = 50, penalty 0.1 and the MNIST sigma0 = 0.2; the
+toy suites set sigma0 = 0.02.
 """
 from __future__ import annotations
 
@@ -23,7 +34,7 @@ from gbench_plugins import sgan
 
 
 class MixtureLatent(nn.Module):
-    """eps (n, z_dim) -> mu[i] + sigma[i] * eps with i = arange(n) % components."""
+    """eps (n, z_dim) -> mu[i] + sigma[i] * eps with i = (arange(n) + uniform offset) % components."""
 
     def __init__(self, components: int, z_dim: int, sigma0: float = 0.2) -> None:
         super().__init__()
@@ -34,9 +45,12 @@ class MixtureLatent(nn.Module):
     def components(self) -> int:
         return self.mu.shape[0]
 
-    def component_index(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The component of each of ``n`` rows: stratified, each used equally (up to n mod N)."""
-        return torch.arange(n, device=device) % self.components
+    def component_index(self, n: int, device: torch.device | str | None = None, offset: int | None = None) -> torch.Tensor:
+        """The component of each of ``n`` rows: (row + offset) mod N, with ``offset`` uniform on
+        0..N-1 from torch's global RNG unless given: balanced, and each component's share exactly 1/N."""
+        if offset is None:
+            offset = int(torch.randint(self.components, (1,)))
+        return (torch.arange(n, device=device) + offset) % self.components
 
     def forward(self, eps: torch.Tensor) -> torch.Tensor:
         idx = self.component_index(eps.shape[0], eps.device)
@@ -63,7 +77,7 @@ def g_loss(s_fake: torch.Tensor, latent: MixtureLatent, sigma_penalty: float) ->
 @dataclass(frozen=True)
 class DeLiGANConfig(gbench.VariantConfig):
     components: int = 50  # N, the number of mixture components (50 toy/MNIST, 100 CIFAR/sketches)
-    sigma0: float = 0.2  # initial value of every sigma (0.2 MNIST/sketches, 0.02 toy)
+    sigma0: float = 0.2  # initial value of every sigma (0.2 MNIST/sketches, 0.02 toy: the toy suites set it)
     sigma_penalty: float = 0.1  # weight of mean((1 - sigma)^2) in G's loss (0.05-0.33 in the code)
 
     def __post_init__(self) -> None:

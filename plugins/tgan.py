@@ -3,10 +3,17 @@
 The critic is pairwise, T(a, b) = D(E(a) - E(b)), and classifies ordered pairs: (real, fake) is
 labelled 1 and (fake, real) is labelled 0; the generator swaps the labels, so it uses the real
 batch too. Following the official Keras code (bojone/T-GANs), E is the shared critic body and D a
-small MLP (SN Linear -> LeakyReLU(0.1) -> SN Linear without bias), with spectral normalisation on
-every weight of E and D; it is the only Lipschitz control of T-WGAN (no gradient penalty). On the
-32x32 CNN backbone E is its SN conv stack (flattened, no global pooling); where that body has
-BatchNorm (``arch = "dcgan"``) the BN gammas are spectrally normalised too, as in the official code.
+small MLP (Linear -> LeakyReLU(0.1) -> Linear without bias). On the 32x32 CNN backbone E is its
+conv stack (flattened, no global pooling).
+
+Spectral normalisation. Every official script (t_sgan_sn_*.py, t_wgan_sn_*.py @45029a8) puts SN on
+every weight of E and D (and on BatchNorm gammas), and its lab/ folder also tries T-SGAN without SN.
+T-SGAN is a classifier like SGAN's D and needs no constraint on T (Su 2018), so here it follows the
+suite's ``[model] spectral_norm`` like every other variant: forcing SN on T-GAN alone handicapped it
+(with SN on all critics, SGAN and RSGAN collapse on the ring just as SN-T-SGAN did). T-WGAN's loss
+is unbounded without a Lipschitz control, and the official code's only control is SN (no gradient
+penalty, no clipping), so T-WGAN keeps SN on every weight of E and D whatever the suite says (and
+on BN gammas where the body has BatchNorm, ``arch = "dcgan"``), as in t_wgan_sn_celeba_64.py.
 
 T-SGAN:  L_T = E[-log sigma(t_rf) - log(1 - sigma(t_fr))],  L_G = E[-log(1 - sigma(t_rf)) - log sigma(t_fr)]
 T-WGAN:  L_T = -E[t_rf - t_fr],                              L_G = -E[t_fr - t_rf]
@@ -57,20 +64,22 @@ class PairwiseCritic(nn.Module):
         self.head = head
 
     @classmethod
-    def from_backbone(cls, backbone: Any, hidden: int = 0) -> "PairwiseCritic":
-        """E = the backbone's critic body and D = SN Linear -> LeakyReLU(0.1) -> SN Linear (no bias).
+    def from_backbone(cls, backbone: Any, hidden: int = 0, spectral_norm: bool | None = None) -> "PairwiseCritic":
+        """E = the backbone's critic body and D = Linear -> LeakyReLU(0.1) -> Linear (no bias), all
+        spectrally normalised if ``spectral_norm`` (None: the backbone's setting).
 
         D's hidden width is ``hidden``, or min(feature_dim, 256) when 0: the MLP body's width on
         toys, and 256 on the 32x32 CNN, whose flattened 4x4x512 features would otherwise make D an
         8192 x 8192 layer (the official CIFAR-10 script uses Dense256)."""
         features = backbone.feature_dim
         hidden = hidden or min(features, DEFAULT_HEAD_HIDDEN)
+        sn = backbone.spectral_norm if spectral_norm is None else spectral_norm
         head = nn.Sequential(
-            gbench.maybe_sn(nn.Linear(features, hidden), True),
+            gbench.maybe_sn(nn.Linear(features, hidden), sn),
             nn.LeakyReLU(0.1),
-            gbench.maybe_sn(nn.Linear(hidden, 1, bias=False), True),
+            gbench.maybe_sn(nn.Linear(hidden, 1, bias=False), sn),
         )
-        return cls(backbone.critic_body(spectral_norm=True), head)
+        return cls(backbone.critic_body(spectral_norm=sn), head)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(a) - self.encoder(b)).squeeze(-1)
@@ -84,7 +93,7 @@ class PairwiseCritic(nn.Module):
 
 @dataclass(frozen=True)
 class TGANConfig(gbench.VariantConfig):
-    loss: str = "sgan"  # "sgan" (T-SGAN, pair classification) or "wgan" (T-WGAN, SN-constrained)
+    loss: str = "sgan"  # "sgan" (T-SGAN, pair classification; SN as [model]) or "wgan" (T-WGAN: SN always)
     head_hidden: int = 0  # width of the MLP head D on E(a) - E(b); 0 = min(backbone feature_dim, 256)
 
     def __post_init__(self) -> None:
@@ -100,7 +109,15 @@ class TGAN(gbench.Variant):
     Config = TGANConfig
 
     def build_critic(self, backbone: Any) -> nn.Module:
-        return PairwiseCritic.from_backbone(backbone, self.config.head_hidden)
+        return PairwiseCritic.from_backbone(backbone, self.config.head_hidden, self.spectral_norm(backbone))
+
+    def spectral_norm(self, backbone: Any) -> bool:
+        """SN on T: the suite's ``[model] spectral_norm`` for T-SGAN; always for T-WGAN (its only Lipschitz control)."""
+        return True if self.config.loss == "wgan" else bool(backbone.spectral_norm)
+
+    def real_scores(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """T(x_r, x_f) with the fakes fixed: what R1 differentiates with respect to x_r."""
+        return nets.critic(x_real, x_fake)
 
     def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
         loss = sgan_d_loss if self.config.loss == "sgan" else wgan_d_loss

@@ -133,3 +133,57 @@ def test_config_validation():
     for bad in ({"alpha_d": 0.0}, {"alpha_g": -1.0}, {"alpha_d": math.nan}, {"alpha_g": "2"}):
         with pytest.raises(gbench.GbenchError):
             make_config(alpha_gan.AlphaGANConfig, bad, "suite.toml")
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1, 0.15])
+@pytest.mark.parametrize("y", [0.0, 1.0])
+def test_small_alpha_is_finite_and_matches_float64_where_representable(alpha, y):
+    """alpha <= 0.15 used to give inf / NaN: values and gradients are finite in float32 everywhere, and
+    equal the float64 closed form (value and d/ds) wherever p^k <= e^MAX_EXPONENT."""
+    s = torch.linspace(-60.0, 60.0, 241, requires_grad=True)
+    loss = alpha_loss(s, y, alpha)
+    (grad,) = torch.autograd.grad(loss.sum(), s)
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    s64 = s.detach().double().requires_grad_(True)
+    p64 = torch.sigmoid(s64 if y == 1.0 else -s64)  # the probability of the true label, float64
+    want = alpha / (alpha - 1) * (1 - p64 ** ((alpha - 1) / alpha))  # Eq. 2 for that label
+    (want_grad,) = torch.autograd.grad(want.sum(), s64)
+    k = (alpha - 1) / alpha
+    log_p = torch.nn.functional.logsigmoid(s64 if y == 1.0 else -s64).detach()
+    exact = k * log_p <= alpha_gan.MAX_EXPONENT
+    assert exact.sum() > 50  # the comparison covers a wide range of logits
+    torch.testing.assert_close(loss.detach().double()[exact], want.detach()[exact], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double()[exact], want_grad[exact], rtol=1e-4, atol=1e-6)
+    # past that point the loss keeps increasing as D grows more wrong, with a gradient of the right sign
+    wrong = ~exact & (log_p > alpha_gan.MIN_LOG_PROB)
+    assert wrong.any()
+    order = torch.argsort(log_p[wrong])  # most wrong first: loss decreasing along that order
+    assert (loss.detach()[wrong][order].diff() < 0).all()
+    sign = -1.0 if y == 1.0 else 1.0  # dl/ds < 0 for a real sample, > 0 for a fake one
+    assert (sign * grad[wrong] > 0).all()
+
+
+def test_small_alpha_tangent_continuation_is_c1():
+    """The tangent continuation meets exp at t = MAX_EXPONENT with equal value and slope."""
+    m = alpha_gan.MAX_EXPONENT
+    t = torch.tensor([m - 1e-3, m, m + 1e-3], dtype=torch.float64, requires_grad=True)
+    v = alpha_gan._expm1_tangent(t)
+    (g,) = torch.autograd.grad(v.sum(), t)
+    torch.testing.assert_close(v[1], torch.tensor(math.expm1(m), dtype=torch.float64))
+    torch.testing.assert_close(g, torch.full_like(g, math.exp(m)), rtol=2e-3, atol=0)
+
+
+def test_small_alpha_d_step_stays_finite_under_adam():
+    """A few Adam steps of a D on the alpha_D = 0.01 loss, from a D that is badly wrong: no inf, no NaN."""
+    torch.manual_seed(0)
+    d = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 1))
+    with torch.no_grad():
+        d[2].bias.fill_(-30.0)  # D(x_real) ~ 1e-13: p^k far past e^38 at alpha = 0.01
+    opt = torch.optim.Adam(d.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss = alpha_gan.d_loss(d(torch.randn(64, 2)).squeeze(-1), d(torch.randn(64, 2) + 3).squeeze(-1), 0.01)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p).all() for p in d.parameters())

@@ -38,17 +38,37 @@ def test_output_shape():
     assert nets.generator(torch.randn(11, backbone.z_dim)).shape == (11, backbone.data_shape[0])
 
 
-def test_stratified_components():
+def test_balanced_components_with_a_uniform_offset():
     latent = deligan.MixtureLatent(components=4, z_dim=3, sigma0=0.5)
     eps = torch.randn(10, 3)
+    torch.manual_seed(7)
+    offset = int(torch.randint(4, (1,)))
+    torch.manual_seed(7)
     z = latent(eps)
-    idx = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+    idx = (torch.arange(10) + offset) % 4
     with torch.no_grad():
         torch.testing.assert_close(z, latent.mu[idx] + 0.5 * eps)
-    # every component used equally on a batch that is a multiple of N
-    assert torch.bincount(latent.component_index(12), minlength=4).tolist() == [3, 3, 3, 3]
-    # no hidden randomness: same eps, same z
+    # every component used equally on a batch that is a multiple of N, whatever the offset
+    for c in range(4):
+        assert torch.bincount(latent.component_index(12, offset=c), minlength=4).tolist() == [3, 3, 3, 3]
+    # the same global RNG state gives the same z (seeded per trial, saved in checkpoints)
+    torch.manual_seed(7)
     torch.testing.assert_close(latent(eps), z)
+
+
+def test_component_weights_are_equal_whatever_the_batch_size():
+    """N = 50 over batches of 128 (the suite's batch): each component's share is 1/N exactly in
+    expectation (offset uniform), and within a batch counts differ by at most one."""
+    latent = deligan.MixtureLatent(components=50, z_dim=2)
+    per_offset = torch.stack([torch.bincount(latent.component_index(128, offset=c), minlength=50) for c in range(50)])
+    assert int(per_offset.max() - per_offset.min()) == 1
+    # averaged over the uniform offset: 128 / 50 rows for every component
+    torch.testing.assert_close(per_offset.double().mean(0), torch.full((50,), 128 / 50, dtype=torch.float64))
+    # and drawn as the forward pass draws it: close to uniform over many batches
+    torch.manual_seed(0)
+    counts = sum(torch.bincount(latent.component_index(128), minlength=50) for _ in range(2000)).double()
+    share = counts / counts.sum()
+    assert (share - 1 / 50).abs().max() < 0.002  # s.e. of a share here is ~3.4e-4
 
 
 def test_penalty_gradient_on_sigma_is_analytic():

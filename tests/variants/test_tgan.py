@@ -1,4 +1,6 @@
 """T-GAN: pairwise critic structure and the T-SGAN / T-WGAN losses."""
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -83,9 +85,20 @@ def test_both_orders_runs_the_encoder_once_per_batch():
     assert calls == [5, 5]
 
 
-def test_spectral_norm_on_every_weight_of_e_and_d():
-    backbone = _backbone()
-    critic = tgan.TGAN(tgan.TGANConfig(head_hidden=7)).build_critic(backbone)
+def test_t_sgan_spectral_norm_follows_the_model_setting():
+    """T-SGAN gets SN exactly when the suite's [model] spectral_norm gives it to every other variant."""
+    for sn in (False, True):
+        backbone = dataclasses.replace(_backbone(), spectral_norm=sn)
+        critic = tgan.TGAN(tgan.TGANConfig(loss="sgan")).build_critic(backbone)
+        sgan_d = backbone.discriminator()
+        linears = [m for m in critic.modules() if isinstance(m, nn.Linear)]
+        assert [parametrize.is_parametrized(m, "weight") for m in linears] == [sn] * len(linears)
+        assert all(parametrize.is_parametrized(m, "weight") == sn for m in sgan_d.modules() if isinstance(m, nn.Linear))
+
+
+def test_t_wgan_keeps_spectral_norm_on_every_weight_of_e_and_d():
+    backbone = dataclasses.replace(_backbone(), spectral_norm=False)
+    critic = tgan.TGAN(tgan.TGANConfig(loss="wgan", head_hidden=7)).build_critic(backbone)
     linears = [m for m in critic.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == backbone.depth + 2
     assert all(parametrize.is_parametrized(m, "weight") for m in linears)
