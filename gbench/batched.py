@@ -259,6 +259,12 @@ def check(trial: Trial, runtime: Runtime = Runtime()) -> LossUse:
         raise GbenchError(f"{where}: batched seeds run in fp32 only (asked {runtime.precision})")
     if suite.budget.max_device_seconds:
         raise GbenchError(f"{where}: batched seeds do not support a max_device_seconds cap")
+    opt = suite.optim
+    on = [k for k, v in (("ema_decay", opt.ema_decay), ("r1_gamma", opt.r1_gamma)) if v] + (
+        ["lr_schedule"] if opt.lr_schedule != "constant" else [])
+    if on:
+        raise GbenchError(f"{where}: batched seeds do not support the [optim] stabilisers ({', '.join(on)}); "
+                          "run without --batch-seeds")
     variant = build_variant(trial.variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
     if getattr(dataset, "kind", None) != "toy":

@@ -1,8 +1,9 @@
 """Checkpoints: a trial's full training state, saved atomically so that a killed run can resume.
 
 A checkpoint holds everything the next G step depends on: both nets (parameters and buffers, so a
-variant's own state such as DeLiGAN's mixture latent or spectral-norm vectors come along), both
-Adam states, the fp16 loss scalers, the G step and the budget consumed so far, the loss curve, the
+variant's own state such as DeLiGAN's mixture latent or spectral-norm vectors come along), the EMA
+copy of G if ``[optim] ema_decay`` is on, both Adam states (with their current learning rates; the
+schedule itself is a function of the G step), the fp16 loss scalers, the G step and the budget consumed so far, the loss curve, the
 losses of the unfinished logging window, the evaluations done, every RNG state (the trial's data,
 latent and variant streams, torch's global RNG, CUDA's, numpy's and Python's global ones) and the
 data stream's position in its current permutation. Resuming from it gives, on the CPU, the same
@@ -54,6 +55,7 @@ class TrainingState:
     evaluations: list[dict[str, Any]]
     key: Mapping[str, Any]  # trial_id, suite_hash, device, precision: checked on load
     resumed_at: list[int] = field(default_factory=list)  # the G steps this trial was resumed from
+    ema: torch.nn.Module | None = None  # the EMA copy of G ([optim] ema_decay), saved beside it
 
     def state_dict(self, loop: LoopState) -> dict[str, Any]:
         cuda = self.data.data.device.type == "cuda"
@@ -63,6 +65,7 @@ class TrainingState:
             "step": loop.step,
             "generator": self.nets.generator.state_dict(),
             "critic": self.nets.critic.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "scalers": loop.scalers,
@@ -85,6 +88,8 @@ class TrainingState:
         """Restore everything in place; returns the loop's state, to pass to ``train(start=...)``."""
         self.nets.generator.load_state_dict(state["generator"])
         self.nets.critic.load_state_dict(state["critic"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         device = self.data.data.device

@@ -1,18 +1,30 @@
 """The one training loop. Every variant trains here, under the same budget.
 
 Each generator step is preceded by ``d_steps_per_g_step`` critic steps (Goodfellow et al. 2014,
-Algorithm 1). The variant supplies the objectives; the harness does everything else.
+Algorithm 1). The variant supplies the objectives; the harness does everything else, including the
+stabilisers of ``[optim]``, applied identically to every variant:
+
+- ``lr_schedule``: both learning rates are base_lr x f(t) during G step t = 1..T (and its D steps),
+  f = 1 (constant), 1 - (t-1)/T (linear decay to 0) or (1 + cos(pi (t-1)/T)) / 2 (cosine). f depends
+  on the G step only, so a resumed trial recomputes it exactly.
+- ``r1_gamma``: D's loss gets gamma/2 E_p |grad_x D(x)|^2 on the real batch (R1, Mescheder et al.
+  2018, "Which Training Methods for GANs do actually Converge?", Eq. 9), through the variant's
+  ``real_scores`` (D(x_r), or T(x_r, x_f) for a pairwise critic).
+- ``ema_decay``: after each G step t, ema <- d ema + (1 - d) G (parameters; buffers copied), and
+  ema <- G while t <= ``ema_start`` (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in
+  GAN Training"). The EMA generator is evaluated beside G (``gbench.trial``).
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
 from gbench.budget import Meter
-from gbench.suite import Budget
+from gbench.suite import Budget, Optim
 from gbench.variant import Nets, Variant
 
 
@@ -72,6 +84,40 @@ class Precision:
                 self.scalers.setdefault(id(o), torch.amp.GradScaler(self.device_type)).load_state_dict(state[k])
 
 
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """f(t) for G step ``step`` = t in 1..``total``: the learning rates are base_lr x f(t)."""
+    frac = (step - 1) / total
+    if schedule == "linear":
+        return 1.0 - frac
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    return 1.0
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, copy: bool = False) -> None:
+    """ema <- decay ema + (1 - decay) model on parameters (model's values if ``copy``); buffers copied."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        if copy:
+            e.copy_(p)
+        else:
+            e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def r1_penalty(variant: Variant, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma/2 E_p |grad_x D(x)|^2 on the real batch (Mescheder et al. 2018, R1), differentiable in D."""
+    x = x_real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(variant.real_scores(nets, x, x_fake).sum(), x, create_graph=True)
+    return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
+
+
 @dataclass
 class Outcome:
     diverged_at: int | None = None  # the first G step whose losses were not finite
@@ -108,6 +154,8 @@ def train(
     save: Callable[[LoopState], None] | None = None,
     save_every: int = 0,
     log: Callable[[int, dict[str, float]], None] | None = None,
+    optim: Optim | None = None,
+    ema: torch.nn.Module | None = None,
 ) -> Outcome:
     """Train ``nets`` for ``budget``; call ``checkpoint(step)`` (untimed) at ``checkpoint_steps``
     and ``progress(step)`` every ``log_every`` steps.
@@ -116,14 +164,22 @@ def train(
     (untimed): called after the evaluation at each of ``checkpoint_steps`` and every ``save_every`` G
     steps (0: only there), never at the last step. ``start`` continues from a saved ``LoopState``
     (with the nets, optimisers, RNGs and data stream restored by the caller). ``log(step, {"d_loss":
-    ..., "g_loss": ...})`` (untimed) gets each logging window's mean losses (the observer hooks)."""
+    ..., "g_loss": ...})`` (untimed) gets each logging window's mean losses (the observer hooks).
+    ``optim`` gives the stabilisers (module docstring); ``ema`` is the EMA copy of G they update."""
     G, used = nets.generator, meter.consumed
     state = start or LoopState()
     outcome, losses = state.outcome, state.window
     amp = Precision(precision, data.data.device)
     amp.load_state_dict(state.scalers, g=opt_g, d=opt_d)
+    optim = optim or Optim()
+    if (ema is None) != (optim.ema_decay == 0):
+        raise ValueError("train: pass an EMA copy of G exactly when optim.ema_decay > 0")
     meter.resume()
     for step in range(state.step + 1, budget.g_steps + 1):
+        if optim.lr_schedule != "constant":
+            f = lr_factor(optim.lr_schedule, step, budget.g_steps)
+            set_lr(opt_g, optim.g_lr * f)
+            set_lr(opt_d, optim.d_lr * f)
         # (1) critic: minimise the variant's D objective on real and detached fake batches
         for _ in range(budget.d_steps_per_g_step):
             x_real = variant.perturb_real(data.next(), variant_rng)
@@ -131,6 +187,8 @@ def train(
                 x_fake = G(latent())
             with amp.autocast():
                 loss_d = variant.d_loss(nets, x_real, x_fake)
+                if optim.r1_gamma > 0:
+                    loss_d = loss_d + r1_penalty(variant, nets, x_real, x_fake, optim.r1_gamma)
             opt_d.zero_grad(set_to_none=True)
             amp.step(loss_d, opt_d)
 
@@ -141,6 +199,8 @@ def train(
             loss_g = variant.g_loss(nets, x_real, x_fake)
         opt_g.zero_grad(set_to_none=True)
         amp.step(loss_g, opt_g)
+        if ema is not None:
+            ema_update(ema, G, optim.ema_decay, copy=step <= optim.ema_start)
 
         used.g_steps, used.d_steps = step, step * budget.d_steps_per_g_step
         losses += (loss_d.detach(), loss_g.detach())

@@ -17,7 +17,7 @@ from pathlib import Path
 import inspect
 import math
 import re
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import Field
 
@@ -53,11 +53,15 @@ class Budget:
 
 @dataclass(frozen=True)
 class Optim:
-    """Adam for both players (harness-owned)."""
+    """Adam for both players and the stabilisers, identical for every variant (harness-owned)."""
 
     g_lr: Rate = 1e-4
     d_lr: Rate = 1e-4
     betas: tuple[Beta, Beta] = (0.5, 0.999)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # both lrs x f(G step): linear/cosine decay to 0
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # EMA of G's weights (0 = off); then the EMA G is reported
+    ema_start: NonNegative = 0  # G steps before the EMA starts averaging (it copies G until then)
+    r1_gamma: Annotated[float, Field(ge=0)] = 0.0  # R1 (Mescheder et al. 2018): + gamma/2 E_p |grad_x D(x)|^2 in D's loss
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """One trial: a variant, a dataset and a seed, trained under the suite's budget and scored."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import time
@@ -31,6 +32,8 @@ STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT = range(4)
 
 # Samples kept from the final evaluation for the report's plots (the runner saves them as .npy).
 KEPT_SAMPLES = {"toy": 2000, "image": 64}
+# With an EMA of G's weights the EMA generator is reported; the raw G's metrics sit beside its under this prefix.
+RAW_PREFIX = "raw."
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
     opt = suite.optim
     opt_g = torch.optim.Adam(nets.generator.parameters(), lr=opt.g_lr, betas=opt.betas)
     opt_d = torch.optim.Adam(nets.critic.parameters(), lr=opt.d_lr, betas=opt.betas)
+    ema = ema_copy(nets.generator) if opt.ema_decay > 0 else None
+    reported = ema if ema is not None else nets.generator  # the generator whose metrics the trial reports
 
     def rng(stream: int) -> torch.Generator:
         return torch.Generator(device).manual_seed(stream_seed(seed, stream))
@@ -178,7 +183,11 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
 
     def checkpoint(step: int) -> None:
         t0 = time.perf_counter()
-        values, errors = evaluate(nets.generator, reference, metrics, suite, device, kept)
+        values, errors = evaluate(reported, reference, metrics, suite, device, kept)
+        if ema is not None:  # the raw G too, under "raw." keys
+            raw_values, raw_errors = evaluate(nets.generator, reference, metrics, suite, device)
+            values.update({f"{RAW_PREFIX}{k}": v for k, v in raw_values.items()})
+            errors.update({f"{RAW_PREFIX}{k}": v for k, v in raw_errors.items()})
         evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
                             **({"metric_errors": errors} if errors else {})})
         meter.consumed.eval_seconds += time.perf_counter() - t0
@@ -188,14 +197,15 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
     variant_rng = rng(STREAM_VARIANT)
     state = TrainingState(nets, opt_g, opt_d, data, {"data": data.rng, "latent": latent_rng, "variant": variant_rng},
                           meter, evaluations, {"trial_id": trial.id, "suite_hash": suite.hash,
-                                               "device": runtime.device, "precision": runtime.precision})
+                                               "device": runtime.device, "precision": runtime.precision},
+                          ema=ema)
     start = state.resume(checkpoint_path) if resume and checkpoint_path and checkpoint_path.is_file() else None
     save = (lambda loop: state.save(checkpoint_path, loop)) if checkpoint_path else None
     outcome = train(variant, nets, opt_g, opt_d, data, latent, variant_rng, suite.budget, meter,
                     checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision,
                     start=start, save=save, save_every=runtime.checkpoint_every,
                     log=(lambda step, scalars: notify("log_scalars", trial_id=trial.id, g_step=step, scalars=scalars))
-                    if observing("log_scalars") else None)
+                    if observing("log_scalars") else None, optim=opt, ema=ema)
     used = meter.consumed
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
@@ -206,7 +216,9 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
         "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
         "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
         "evaluations": evaluations,
-        "target": _target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
+        "generator": "ema" if ema is not None else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
+        "target": _target(variant, dataset, reference, suite, Nets(reported, nets.critic), metrics, device,
+                          status == "ok"),
         "consumed": used.as_dict(),
         "loss_curve": outcome.loss_curve,
         "resumed_at": state.resumed_at,  # G steps this trial continued from a checkpoint (killed runs)
@@ -216,6 +228,13 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
         "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
         "_samples": kept[0] if status == "ok" and kept else None,  # not JSON: the runner saves and pops it
     }
+
+
+def ema_copy(generator: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of G for the exponential moving average of its weights (``gbench.loop``)."""
+    ema = copy.deepcopy(generator)
+    ema.requires_grad_(False)
+    return ema
 
 
 def describe(trial: Trial, runtime: Runtime) -> dict[str, Any]:

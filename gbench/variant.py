@@ -79,6 +79,10 @@ class Variant(ABC):
     def g_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
         """The generator's loss; gets a real batch too (relativistic and pairwise critics need it)."""
 
+    def real_scores(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        """The critic's outputs (N,) on real data, for the harness's R1 penalty: D(x_real) by default."""
+        return nets.critic(x_real)
+
     def describe(self) -> dict[str, Any]:
         """The variant's settings, for results and reports."""
         return {"variant": self.name, **config_dict(self.config)}
