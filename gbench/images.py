@@ -347,6 +347,13 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> ImageDataset:
         f = np.load(p, allow_pickle=False)
     except Exception as exc:
         raise GbenchError(f"{name}: cannot read {p} as .npz ({type(exc).__name__}: {exc})") from None
+    try:
+        return _read_npz(f, p, name, key)
+    except (OSError, ValueError, EOFError, MemoryError, KeyError) as exc:  # a member whose header lies
+        raise GbenchError(f"{name}: cannot read {p} as .npz ({type(exc).__name__}: {exc})") from None
+
+
+def _read_npz(f: Any, p: Path, name: str, key: tuple) -> ImageDataset:
     with f:
         files = set(f.files)
         if "x_train" not in files:
@@ -375,10 +382,29 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> ImageDataset:
 # -- CIFAR pickled batches (torchvision layout) ----------------------------------------------------
 
 
+# the only globals a CIFAR python batch needs: numpy arrays (and Python 3's bytes via _codecs)
+SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles lists, dicts, strings, numbers and numpy arrays; any other global (a function to call,
+    a class to build) is refused, so a hostile file in a data root cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name} (only numpy arrays are allowed)")
+
+
 def _unpickle(path: Path, what: str) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = SafeUnpickler(f, encoding="bytes").load()
     except Exception as exc:
         raise GbenchError(f"{what}: cannot read {path} ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):

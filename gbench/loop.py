@@ -211,7 +211,8 @@ def train(
             finite = torch.isfinite(window).all(1)
             if not finite.all():
                 outcome.diverged_at = step - len(window) + 1 + int((~finite).nonzero()[0])
-                used.stopped_by = "diverged"
+                used.stopped_by = "diverged"  # consumed: up to the divergence step, not the window's end
+                used.g_steps, used.d_steps = outcome.diverged_at, outcome.diverged_at * budget.d_steps_per_g_step
                 break
             d_mean, g_mean = window.mean(0).tolist()
             outcome.loss_curve.append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})

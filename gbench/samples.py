@@ -25,19 +25,21 @@ def load_samples(path: Path, dataset: Any) -> np.ndarray:
 
 
 def _array(path: Path) -> np.ndarray:
+    """The array in an .npy (memory-mapped first, so a header that claims more data than the file
+    holds is an error, not an allocation) or in an .npz; never unpickled."""
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False, mmap_mode="r")
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                keys = [k for k in ("x", "samples", "images") if k in data.files] or data.files[:1]
+                if not keys:
+                    raise GbenchError(f"{path}: the .npz holds no arrays")
+                return data[keys[0]]
+        return np.array(data)
     except FileNotFoundError:
         raise GbenchError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise GbenchError(f"{path}: not a readable .npy/.npz array ({exc})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = [k for k in ("x", "samples", "images") if k in data.files] or data.files[:1]
-            if not keys:
-                raise GbenchError(f"{path}: the .npz holds no arrays")
-            return data[keys[0]]
-    return data
+    except (OSError, ValueError, EOFError, MemoryError) as exc:
+        raise GbenchError(f"{path}: not a readable .npy/.npz array ({type(exc).__name__}: {exc})") from None
 
 
 def _images(path: Path, shape: tuple[int, ...]) -> np.ndarray:

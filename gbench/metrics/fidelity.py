@@ -29,14 +29,16 @@ metric fails with a :class:`GbenchError` saying how to provide weights (nothing 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -195,6 +197,31 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def is_official_inception(sha256: str | None) -> bool:
     return sha256 is not None and sha256.lower() == OFFICIAL_INCEPTION_SHA256
+
+
+# what a weights or cache file may hold besides tensors: plain numpy arrays (FID statistics)
+NUMPY_GLOBALS = [np.ndarray, np.dtype, *(getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType",
+                                                                         "Int32DType", "UInt8DType", "BoolDType"))]
+_TORCH_LOAD = torch.load
+
+
+@contextlib.contextmanager
+def safe_torch_load() -> Iterator[None]:
+    """While active, every ``torch.load`` (torch-fidelity's weights and feature-cache reads, which pass
+    ``weights_only=False``) unpickles with ``weights_only=True``: tensors, containers and plain numpy
+    arrays, never code. A file that needs more is refused (a :class:`GbenchError` from the caller)."""
+    from numpy._core.multiarray import _reconstruct
+
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        with torch.serialization.safe_globals([_reconstruct, *NUMPY_GLOBALS]):
+            return _TORCH_LOAD(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = _TORCH_LOAD
 
 
 def hub_cached_weights() -> str | None:
@@ -408,14 +435,20 @@ class Features:
         meta_file = self.fidelity_cache / f"{name}.json"
         feats: dict[str, torch.Tensor] = {}
         stats = None
-        if layers:
-            hit = all(p.is_file() for p in feat_files)
-            feats = extract_featuresdict_from_input_id_cached(2, self.extractor, **kw)
-            if fid_stats_layer is not None:
-                stats = fid_featuresdict_to_statistics_cached(feats, name, self.extractor, fid_stats_layer, **kw)
-        else:
-            hit = stat_file.is_file()
-            stats = fid_input_id_to_statistics_cached(2, self.extractor, fid_stats_layer, **kw)
+        try:
+            with safe_torch_load():  # the cache folder is writable by others: read tensors and arrays only
+                if layers:
+                    hit = all(p.is_file() for p in feat_files)
+                    feats = extract_featuresdict_from_input_id_cached(2, self.extractor, **kw)
+                    if fid_stats_layer is not None:
+                        stats = fid_featuresdict_to_statistics_cached(feats, name, self.extractor, fid_stats_layer, **kw)
+                else:
+                    hit = stat_file.is_file()
+                    stats = fid_input_id_to_statistics_cached(2, self.extractor, fid_stats_layer, **kw)
+        except pickle.UnpicklingError as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise GbenchError(f"reference cache under {self.fidelity_cache} holds a file that is not plain tensors "
+                              f"({detail}); delete the cache folder to recompute it") from None
         meta = self._reference_meta(meta_file, dataset, split, lazy, feats)
         info = {"dataset": getattr(dataset, "name", None), "split": split, "size": meta.get("size"),
                 "cache_name": name, "cache_hit": hit, "cache_root": str(self.fidelity_cache)}
@@ -454,8 +487,9 @@ def _extractor(name: str, layers: tuple[str, ...], weights: Weights, cuda: bool)
     key = (name, layers, weights.path, weights.sha256, cuda)
     if key not in _EXTRACTORS:
         try:
-            fe = create_feature_extractor(name, list(layers), cuda=cuda, verbose=False,
-                                          feature_extractor_weights_path=weights.path)
+            with safe_torch_load():  # an unofficial file may be a hostile pickle: weights only
+                fe = create_feature_extractor(name, list(layers), cuda=cuda, verbose=False,
+                                              feature_extractor_weights_path=weights.path)
         except Exception as exc:  # unreadable weights, a download attempt offline, a bad layer name...
             detail = " ".join(str(exc).split())[:300]
             hint = f"; {HOW_TO_GIVE_WEIGHTS}" if name == STANDARD_EXTRACTOR else ""
