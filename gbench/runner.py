@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -70,6 +71,12 @@ def check_suite(suite: Suite, runtime: Runtime) -> None:
         fit = [a for a, k in KIND_OF_ARCH.items() if k == dataset.kind]
         raise GbenchError(f"{where} [model]: arch {suite.model.arch!r} is for {wanted} data; {spec.label} is "
                           f"{dataset.kind} data (use arch = {' or '.join(map(repr, fit))})")
+    for law in {id(dataset): dataset, id(reference): reference}.values():
+        sigmas = np.asarray(getattr(law, "sigmas", 1.0), dtype=float)
+        means = np.asarray(getattr(law, "means", 0.0), dtype=float)
+        if not ((sigmas > 0).all() and np.isfinite(sigmas).all() and np.isfinite(means).all()):
+            raise GbenchError(f"{where} [dataset]: {getattr(law, 'name', spec.label)}: every component needs a "
+                              f"positive finite sigma and finite means (got sigmas {sigmas.tolist()[:4]}...)")
     size = spec.train_size
     if dataset.kind == "toy" and size <= 0:
         raise GbenchError(f"{where} [dataset]: 'train_size' must be positive for toy data, got {size}")
