@@ -200,8 +200,8 @@ def is_official_inception(sha256: str | None) -> bool:
 
 
 # what a weights or cache file may hold besides tensors: plain numpy arrays (FID statistics)
-NUMPY_GLOBALS = [np.ndarray, np.dtype, *(getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType",
-                                                                         "Int32DType", "UInt8DType", "BoolDType"))]
+NUMPY_GLOBALS = [np.ndarray, np.dtype, *(getattr(getattr(np, "dtypes", None), n, np.dtype) for n in (
+    "Float64DType", "Float32DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType"))]
 _TORCH_LOAD = torch.load
 
 
@@ -210,11 +210,15 @@ def safe_torch_load() -> Iterator[None]:
     """While active, every ``torch.load`` (torch-fidelity's weights and feature-cache reads, which pass
     ``weights_only=False``) unpickles with ``weights_only=True``: tensors, containers and plain numpy
     arrays, never code. A file that needs more is refused (a :class:`GbenchError` from the caller)."""
-    from numpy._core.multiarray import _reconstruct
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    allowed = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; else tensors only
 
     def load(f: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs["weights_only"] = True
-        with torch.serialization.safe_globals([_reconstruct, *NUMPY_GLOBALS]):
+        with allowed([_reconstruct, *NUMPY_GLOBALS]) if allowed else contextlib.nullcontext():
             return _TORCH_LOAD(f, *args, **kwargs)
 
     torch.load = load
