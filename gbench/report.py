@@ -100,8 +100,8 @@ def toy_rates(group: list[dict[str, Any]], hq_threshold: float = SUCCESS_HQ_PERC
     nothing). Crashed trials are left out."""
     scored = [r for r in group if r["status"] == "diverged"
               or (r["status"] == "ok" and "modes" in (r.get("metrics") or {}))]
-    if not any(r["status"] == "ok" for r in scored):
-        return None
+    if not any(r["status"] == "ok" or r.get("data_kind") == "toy" for r in scored):
+        return None  # an all-diverged toy group still counts: n failures, not a dropped row
     success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total")
                   and r["metrics"].get("hq_percent", 100.0) >= hq_threshold for r in scored)
     failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
