@@ -233,3 +233,18 @@ def test_provenance_does_not_write_the_git_index():
         subprocess.run = real
     status = [c for c in calls if "status" in c]
     assert status and all("--no-optional-locks" in c for c in status)
+
+
+def test_an_all_diverged_group_keeps_its_success_rate_row(suite: Path, tmp_path: Path, monkeypatch):
+    from gbench.compare import compare_runs
+
+    def g_loss(self, nets, x_real, x_fake):
+        return nets.critic(x_fake).mean() * math.nan
+
+    monkeypatch.setattr(RSGAN(), "g_loss", g_loss)
+    out = tmp_path / "run"
+    assert run(str(suite), "--out", str(out), "--quiet", "--seeds", "0,1").exit_code == 0
+    rates = {s.group: s for s in compare_runs([out]).success_rates}
+    assert set(rates) == {"sgan", "rsgan"}
+    assert rates["rsgan"].trials == 2 and rates["rsgan"].diverged == 2 and rates["rsgan"].no_mode == 2
+    assert rates["rsgan"].all_modes == 0
