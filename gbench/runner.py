@@ -179,7 +179,7 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
         if result["status"] in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
             checkpoint_path(out, trial.id).unlink(missing_ok=True)
         if result["status"] != "ok" and not quiet:
-            why = result["error"] or f"{result.get('diverged_reason') or 'losses not finite'} at G step {result['diverged_at']}"
+            why = result["error"] or f"losses not finite at G step {result['diverged_at']}"
             tqdm.write(f"gbench: trial {trial.id} {result['status']}: {why}", file=sys.stderr)
 
     try:

@@ -210,15 +210,16 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
     status = "diverged" if outcome.diverged_at is not None else "ok"
-    reason = "losses not finite" if status == "diverged" else None
+    why: dict[str, str] = {}
     if status == "ok" and "samples" in evaluations[-1].get("metric_errors", {}):
         # finite losses, but G outputs NaN/inf: nothing to score, so G diverged (at its first such evaluation)
         first = next(e for e in evaluations if "samples" in e.get("metric_errors", {}))
-        status, outcome.diverged_at, reason = "diverged", first["g_step"], "generator output not finite"
+        status, outcome.diverged_at = "diverged", first["g_step"]
+        why = {"error": f"generator output not finite at G step {first['g_step']} (its losses were finite)"}
     return {
+        **why,
         "status": status,
         "diverged_at": outcome.diverged_at,
-        "diverged_reason": reason,
         "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
         "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
         "evaluations": evaluations,

@@ -99,7 +99,7 @@ def test_generator_output_nan_with_finite_losses_is_diverged_not_ok(suite: Path,
     out = tmp_path / "run"
     assert run(str(suite), "--out", str(out), "--quiet").exit_code == 0
     r = read_json(trial_path(out, "rsgan-seed0"))
-    assert r["status"] == "diverged" and r["diverged_reason"] == "generator output not finite"
+    assert r["status"] == "diverged" and r["error"] == "generator output not finite at G step 4 (its losses were finite)"
     assert r["diverged_at"] == 4 and r["metrics"] == {}
 
 
