@@ -75,6 +75,7 @@ from torch.nn.utils import parametrize
 from gbench.backbones import Logits, build_backbone
 from gbench.budget import Meter
 from gbench.errors import GbenchError
+from gbench.loop import lr_factor, set_lr
 from gbench.observers import notify, observing
 from gbench.trial import (
     STREAM_DATA,
@@ -259,11 +260,9 @@ def check(trial: Trial, runtime: Runtime = Runtime()) -> LossUse:
         raise GbenchError(f"{where}: batched seeds run in fp32 only (asked {runtime.precision})")
     if suite.budget.max_device_seconds:
         raise GbenchError(f"{where}: batched seeds do not support a max_device_seconds cap")
-    opt = suite.optim
-    on = [k for k, v in (("ema_decay", opt.ema_decay), ("r1_gamma", opt.r1_gamma)) if v] + (
-        ["lr_schedule"] if opt.lr_schedule != "constant" else [])
+    on = [k for k in ("ema_decay", "r1_gamma") if getattr(suite.optim, k)]  # lr_schedule is supported
     if on:
-        raise GbenchError(f"{where}: batched seeds do not support the [optim] stabilisers ({', '.join(on)}); "
+        raise GbenchError(f"{where}: batched seeds do not support the [optim] stabilisers {' and '.join(on)}; "
                           "run without --batch-seeds")
     variant = build_variant(trial.variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
@@ -522,6 +521,10 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
     log_every = 100  # as gbench.loop.train
     meter.resume()
     for step in range(1, budget.g_steps + 1):
+        if opt.lr_schedule != "constant":  # as gbench.loop.train, so each seed stays bit-identical
+            f = lr_factor(opt.lr_schedule, step, budget.g_steps)
+            set_lr(opt_g, opt.g_lr * f)
+            set_lr(opt_d, opt.d_lr * f)
         for _ in range(budget.d_steps_per_g_step):
             x_real = real()
             with torch.no_grad():
@@ -587,6 +590,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
             "metrics": last_eval.get("metrics", {}) if ok else {},
             "metric_errors": last_eval.get("metric_errors", {}) if ok else {},
             "evaluations": evaluations[s],
+            "generator": "raw",  # no EMA in batched runs (check refuses it)
             "target": target,
             "consumed": consumed,
             "loss_curve": curves[s],

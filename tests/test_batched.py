@@ -80,9 +80,10 @@ def _max_rel(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max() / a[k].abs().max().clamp(min=1e-12)) for k in a)
 
 
-@pytest.mark.parametrize("label", list(VARIANTS))
-def test_each_seed_matches_its_separate_run(label, weights):
-    trials = trials_of(suite([label]))
+@pytest.mark.parametrize("label, optim", [(v, {}) for v in VARIANTS] + [("sgan", {"lr_schedule": "cosine"})],
+                         ids=list(VARIANTS) + ["sgan-cosine-lr"])
+def test_each_seed_matches_its_separate_run(label, optim, weights):
+    trials = trials_of(suite([label], optim=optim))
     separate = [run_trial(t) for t in trials]
     together = batched.run_trials(trials)
     n_evals = 2
@@ -127,6 +128,8 @@ def test_batched_runs_are_deterministic_and_independent_of_the_group():
     (["deligan"], {}, Runtime(), "deligan"),
     (["sgan"], {"budget": {"max_device_seconds": 5.0}}, Runtime(), "max_device_seconds"),
     (["sgan"], {}, Runtime(precision="bf16"), "fp32"),
+    (["sgan"], {"optim": {"ema_decay": 0.99}}, Runtime(), "ema_decay; run without --batch-seeds"),
+    (["sgan"], {"optim": {"r1_gamma": 1.0}}, Runtime(), "r1_gamma; run without --batch-seeds"),
 ])
 def test_unsupported_variants_and_settings_are_refused(variants, overrides, runtime, message):
     trials = trials_of(suite(variants, **overrides))

@@ -190,6 +190,6 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
 def test_batched_seeds_refuse_the_stabilisers_in_one_line():
     from gbench import batched
 
-    trial = trials_of(tiny_suite(optim={"ema_decay": 0.99, "lr_schedule": "linear"}))[0]
-    with pytest.raises(gbench.GbenchError, match=r"ema_decay, lr_schedule\); run without --batch-seeds"):
+    trial = trials_of(tiny_suite(optim={"ema_decay": 0.99, "r1_gamma": 1.0, "lr_schedule": "linear"}))[0]
+    with pytest.raises(gbench.GbenchError, match=r"stabilisers ema_decay and r1_gamma; run without --batch-seeds"):
         batched.check(trial)
