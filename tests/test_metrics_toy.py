@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gbench.metrics import Metric
-from gbench.metrics.toy import JSDMetric, ModeMetrics, register_metrics
+from gbench.metrics.toy import JSDMetric, ModeMetrics, register_metrics, sample_seed
 from gbench.toy import ToyMixture, grid25, ring8
 
 P_HQ_2D = 1 - math.exp(-4.5)  # P(chi^2_2 <= 9): a 2-D isotropic Gaussian sample within 3 sigma
@@ -140,26 +140,36 @@ def test_jsd_metric_keys_and_values() -> None:
     p = ring8()
     m = JSDMetric()
     out = m.compute(_draw(p, 4000), p, _rng())
-    assert set(out) == {"jsd_bits", "jsd_ci_low", "jsd_ci_high"}
-    assert out["jsd_ci_low"] <= out["jsd_bits"] <= out["jsd_ci_high"]
-    assert abs(out["jsd_bits"]) < 0.05
+    assert set(out) == {"jsd_bits", "jsd_ci_low", "jsd_ci_high", "jsd_check_bits", "jsd_agree", "jsd_components"}
+    assert 0.0 <= out["jsd_ci_low"] <= out["jsd_ci_high"] <= 1.0
+    assert abs(out["jsd_bits"]) < 0.005 and out["jsd_ci_low"] == 0.0  # q = p: the interval reaches 0
+    assert out["jsd_components"] == 8 and out["jsd_agree"] in (0.0, 1.0)
+    assert out["jsd_check_bits"] < 0.01  # the k-NN lower bound
     far = m.compute(_draw(p, 2000) + 10.0, p, _rng())
-    assert far["jsd_bits"] == pytest.approx(1.0, abs=1e-6)
+    assert far["jsd_bits"] == pytest.approx(1.0, abs=1e-6) and far["jsd_agree"] == 1.0
     proto = m.protocol()
-    assert proto["units"] == "bits" and "bandwidth_rule" in proto and proto["fit_fraction"] == 0.5
+    assert proto["units"] == "bits" and proto["method"].startswith("gmm-plugin-bootstrap") and proto["n_boot"] == 10
+
+
+def test_jsd_metric_draws_depend_on_the_samples() -> None:
+    """One evaluation seed for every trial, yet trials with different samples get different data-side
+    draws (sample_seed mixes a digest of the samples); the same samples give the same draws."""
+    x, y = _draw(ring8(), 500, 1), _draw(ring8(), 500, 2)
+    a, b, c = (sample_seed(s, np.random.default_rng(7)).integers(0, 2**62, 4) for s in (x, x.copy(), y))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a, sample_seed(x, np.random.default_rng(8)).integers(0, 2**62, 4))
 
 
 def test_jsd_metric_config() -> None:
     """The harness builds metrics as ``cls(cls.Config(**[eval.jsd] table))``."""
     p = ring8()
-    m = JSDMetric(JSDMetric.Config(bandwidth=0.004, select_fraction=0.0))
+    m = JSDMetric(JSDMetric.Config(n_boot=4, n_mc=2000, knn_k=5))
     out = m.compute(_draw(p, 2000), p, _rng())
-    assert abs(out["jsd_bits"]) < 0.05
-    assert m.protocol()["bandwidth"] == 0.004 and m.protocol()["bandwidth_rule"] == "fixed"
-    with pytest.raises(ValueError):
-        JSDMetric.Config(select_fraction=0.0)
-    with pytest.raises(ValueError):
-        JSDMetric.Config(eval_fraction=-0.1)
+    assert abs(out["jsd_bits"]) < 0.01
+    assert m.protocol()["n_mc"] == 2000 and "k = 5" in m.protocol()["cross_check"]
+    for bad in ({"n_boot": 1}, {"n_mc": 10}, {"reg_scale": 0.0}, {"k_max": 0}, {"knn_k": 0}):
+        with pytest.raises(ValueError):
+            JSDMetric.Config(**bad)
     assert JSDMetric().config == JSDMetric.Config()
 
 

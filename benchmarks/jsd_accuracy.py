@@ -1,0 +1,151 @@
+"""Accuracy, interval coverage and cost of the toy JSD estimator (gbench.metrics.jsd.jsd_to_known).
+
+For each case, a law q whose density is exactly known (a ``ToyMixture``) plays the generator: the
+truth JSD(p, q) is computed by exact Monte Carlo with both densities (``jsd_mc``, ``--truth-n``
+draws per side, with its standard error), then R independent sets of n samples of q are scored.
+Printed per case: truth +- se, mean estimate, bias (mean - truth, with its se), 95 % interval
+coverage over the R repeats, the raw plug-in mean, the k-NN cross-check mean and its agreement
+rate, the median K and the seconds per evaluation. The last line is the summary.
+
+    OMP_NUM_THREADS=1 python benchmarks/jsd_accuracy.py --repeats 20 [--cases ring8/p,grid25/delta0.1]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from gbench.metrics.jsd import j_perp, j_perp_inverse, jsd_mc, jsd_to_known
+from gbench.toy import ToyMixture, grid25, ring8
+
+NOISE_SCALE = 0.5  # delta-gan's default noise_scale on toys (plugins/delta_gan.py)
+
+
+def p_delta(p: ToyMixture, delta: float, scale: float = NOISE_SCALE) -> ToyMixture:
+    """delta-gan's training law on a toy: (1 - eps) p + eps (p * N(0, scale^2 I)), eps = J_perp^-1(delta)."""
+    eps = j_perp_inverse(delta)
+    return ToyMixture.mix([p, p.convolve(scale)], [1 - eps, eps], f"{p.name}_delta{delta:g}")
+
+
+def scaled(p: ToyMixture, factor: float) -> ToyMixture:
+    return ToyMixture(f"{p.name}*sigma{factor:g}", p.means, p.sigmas * factor, p.weights)
+
+
+def drop_one(p: ToyMixture) -> ToyMixture:
+    """p without its first mode; JSD(p, q) = J_perp(w_0) in closed form (p = (1 - w_0) q + w_0 r, r disjoint)."""
+    return ToyMixture(f"{p.name}-1", p.means[1:], p.sigmas[1:], p.weights[1:])
+
+
+def _edges(p: ToyMixture) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pairs of neighbouring modes (nearest-neighbour distance, up to rounding)."""
+    m = p.means
+    d = np.sqrt(((m[:, None] - m[None]) ** 2).sum(-1))
+    near = d[d > 0].min()
+    return [(m[i], m[j]) for i in range(len(m)) for j in range(i + 1, len(m)) if d[i, j] < 1.01 * near]
+
+
+def hard(p: ToyMixture, sharp: float = 1 / 3, bridge: float = 0.15, diffuse: float = 0.1) -> ToyMixture:
+    """A GAN-like law: p's modes sharpened to sigma/3 (weight 1 - bridge - diffuse); thin bridges of
+    mass between neighbouring modes (chains of 5 small Gaussians, sigma = spacing/20); and a diffuse
+    Gaussian over the whole support (sigma = half the support's radius)."""
+    edges = _edges(p)
+    spacing = float(np.linalg.norm(edges[0][0] - edges[0][1]))
+    t = (np.arange(5) + 0.5) / 5
+    links = np.concatenate([a + t[:, None] * (b - a) for a, b in edges])
+    radius = float(np.sqrt((p.means**2).sum(1)).max())
+    parts = [
+        ToyMixture("cores", p.means, p.sigmas * sharp, p.weights),
+        ToyMixture("bridges", links, spacing / 20, np.ones(len(links))),
+        ToyMixture("diffuse", np.zeros((1, 2)), radius / 2, np.ones(1)),
+    ]
+    return ToyMixture.mix(parts, [1 - bridge - diffuse, bridge, diffuse], f"{p.name}_hard")
+
+
+def collapse(p: ToyMixture, keep: int = 3, widen: float = 2.0, spread: float = 0.05) -> ToyMixture:
+    """Partial mode collapse: ``keep`` of the modes, widened ``widen`` x, plus a ``spread`` share of
+    mass smeared between them (a chain of 12 Gaussians from the first to the last kept mode)."""
+    kept = p.means[:keep]
+    t = np.linspace(0, 1, 12)
+    chain = kept[0] + t[:, None] * (kept[-1] - kept[0])
+    parts = [ToyMixture("kept", kept, p.sigmas[:keep] * widen, np.ones(keep)),
+             ToyMixture("chain", chain, 4 * float(p.sigmas.max()), np.ones(12))]
+    return ToyMixture.mix(parts, [1 - spread, spread], f"{p.name}_collapse{keep}")
+
+
+def cases() -> dict[str, tuple[ToyMixture, ToyMixture, float | None]]:
+    """name -> (p, q, closed-form JSD or None)."""
+    out: dict[str, tuple[ToyMixture, ToyMixture, float | None]] = {}
+    for p in (ring8(), grid25()):
+        k = p.num_components
+        out[f"{p.name}/p"] = (p, p, 0.0)
+        out[f"{p.name}/sigma2"] = (p, scaled(p, 2.0), None)
+        out[f"{p.name}/drop1of{k}"] = (p, drop_one(p), j_perp(1.0 / k))
+        out[f"{p.name}/delta0.1"] = (p, p_delta(p, 0.1), None)
+        out[f"{p.name}/delta0.3"] = (p, p_delta(p, 0.3), None)
+        out[f"{p.name}/hard"] = (p, hard(p), None)
+        out[f"{p.name}/collapse3"] = (p, collapse(p), None)
+    return out
+
+
+def truth(p: ToyMixture, q: ToyMixture, n: int, seed: int) -> tuple[float, float]:
+    """Exact-density Monte-Carlo JSD(p, q) in bits and its standard error."""
+    g = torch.Generator().manual_seed(seed)
+    est = jsd_mc(p.log_prob, q.log_prob, p.sample(n, g).numpy(), q.sample(n, g).numpy())
+    return est.bits, est.se
+
+
+def run_case(p: ToyMixture, q: ToyMixture, repeats: int, n: int, seed: int,
+             estimator: Callable = jsd_to_known) -> dict[str, float]:
+    est, low, high, plug, check, agree, ks, secs = [], [], [], [], [], [], [], []
+    for r in range(repeats):
+        x = q.sample(n, torch.Generator().manual_seed(seed * 100_003 + r)).numpy()
+        t0 = time.perf_counter()
+        e = estimator(p, x, np.random.default_rng([seed, r]))
+        secs.append(time.perf_counter() - t0)
+        est.append(e.bits), low.append(e.ci_low), high.append(e.ci_high), plug.append(e.plug_in_bits)
+        check.append(e.check_bits), agree.append(e.agree), ks.append(e.components)
+    return {"est": np.array(est), "low": np.array(low), "high": np.array(high), "plug": np.array(plug),
+            "check": np.array(check), "agree": np.array(agree), "k": np.array(ks), "secs": np.array(secs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--truth-n", type=int, default=200_000)
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    args = ap.parse_args()
+    table = cases()
+    chosen = [c for c in args.cases.split(",") if c] or list(table)
+    unknown = [c for c in chosen if c not in table]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(table)}")
+    print(f"n = {args.n} samples per evaluation, R = {args.repeats} repeats, truth from {args.truth_n} exact draws per side")
+    head = (f"{'case':<18} {'truth':>15} {'closed':>7} {'mean est':>9} {'bias':>16} {'cover':>6} "
+            f"{'plug-in':>8} {'k-NN':>8} {'agree':>6} {'K':>4} {'s/eval':>7}")
+    print(head)
+    worst_bias, worst_cov, worst_sec = 0.0, 1.0, 0.0
+    for i, name in enumerate(chosen):
+        p, q, closed = table[name]
+        t, t_se = truth(p, q, args.truth_n, seed=10_000 + i)
+        res = run_case(p, q, args.repeats, args.n, seed=i + 1)
+        bias = res["est"].mean() - t
+        bias_se = math.hypot(res["est"].std(ddof=1) / math.sqrt(args.repeats), t_se)
+        tc = min(max(t, 0.0), 1.0)  # the true JSD lies in [0, 1]; the MC truth can round just below 0
+        cover = float(np.mean((res["low"] <= tc) & (tc <= res["high"])))
+        sec = float(np.median(res["secs"]))
+        worst_bias, worst_cov, worst_sec = max(worst_bias, abs(bias)), min(worst_cov, cover), max(worst_sec, sec)
+        closed_s = f"{closed:.4f}" if closed is not None else "-"
+        print(f"{name:<18} {t:>7.4f}±{t_se:.4f} {closed_s:>7} {res['est'].mean():>9.4f} "
+              f"{bias:>+8.4f}±{bias_se:.4f} {cover:>6.0%} {res['plug'].mean():>8.4f} {res['check'].mean():>8.4f} "
+              f"{res['agree'].mean():>6.0%} {int(np.median(res['k'])):>4} {sec:>7.2f}", flush=True)
+    print(f"summary: {len(chosen)} cases, max |bias| {worst_bias:.4f} bits, min coverage {worst_cov:.0%} "
+          f"(R = {args.repeats}), max median cost {worst_sec:.2f} s per evaluation of {args.n} samples")
+
+
+if __name__ == "__main__":
+    main()
