@@ -160,7 +160,7 @@ def test_toy_report_has_tables_protocol_and_every_plot_embedded_and_on_disk(toy_
     # protocol and provenance, as recorded
     prov = manifest["provenance"]
     for expected in ("html-toy", manifest["suite_hash"], "samples per evaluation", "400", "evaluation seed",
-                     "ring8", "Metric protocols", "bandwidth_rule", prov["torch"], prov["gbench"], prov["python"],
+                     "ring8", "Metric protocols", "cross_check", prov["torch"], prov["gbench"], prov["python"],
                      "D steps per G step"):
         assert expected in text, expected
     if prov.get("commit"):
