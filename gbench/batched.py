@@ -552,6 +552,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
                 finite = torch.isfinite(w).all(1)
                 if not finite.all():
                     diverged_at[s] = step - len(w) + 1 + int((~finite).nonzero()[0])
+                    stopped_at[s] = diverged_at[s]  # consumed up to the divergence step, as gbench.loop.train
                     active.remove(s)
                     continue
                 d_mean, g_mean = w.mean(0).tolist()
