@@ -59,9 +59,9 @@ def test_cifar_mixture_suite_from_data_root_option(tmp_path: Path):
     suite = tmp_path / "s.toml"
     suite.write_text(SUITE.format(net=NET, cache=tmp_path / "cache"))
     missing = invoke("run", str(suite), "--out", str(tmp_path / "a"), "--quiet", "--data-root", str(tmp_path / "nowhere"))
-    results = list((tmp_path / "a" / "trials").glob("*.json"))
-    assert missing.exit_code == 0 and json.loads(results[0].read_text())["status"] == "failed"
-    assert "nowhere" in json.loads(results[0].read_text())["error"]
+    # missing data is bad input, found before any trial: one line, exit 2, nothing written
+    assert missing.exit_code == 2 and "nowhere" in missing.output and len(missing.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
     result = invoke("run", str(suite), "--out", str(tmp_path / "b"), "--data-root", str(root))
     assert result.exit_code == 0, result.output
     (trial,) = [json.loads(p.read_text()) for p in (tmp_path / "b" / "trials").glob("*.json")]
