@@ -140,9 +140,11 @@ def test_jsd_metric_keys_and_values() -> None:
     p = ring8()
     m = JSDMetric()
     out = m.compute(_draw(p, 4000), p, _rng())
-    assert set(out) == {"jsd_bits", "jsd_ci_low", "jsd_ci_high", "jsd_check_bits", "jsd_agree", "jsd_components"}
-    assert 0.0 <= out["jsd_ci_low"] <= out["jsd_ci_high"] <= 1.0
-    assert abs(out["jsd_bits"]) < 0.005 and out["jsd_ci_low"] == 0.0  # q = p: the interval reaches 0
+    assert set(out) == {"jsd_bits", "jsd_raw_bits", "jsd_ci_low", "jsd_ci_high", "jsd_check_bits", "jsd_agree",
+                        "jsd_components"}
+    assert 0.0 <= out["jsd_ci_low"] <= out["jsd_bits"] <= out["jsd_ci_high"] <= 1.0
+    assert out["jsd_bits"] == min(max(out["jsd_raw_bits"], 0.0), 1.0)
+    assert abs(out["jsd_raw_bits"]) < 0.005 and out["jsd_ci_low"] == 0.0  # q = p: the interval reaches 0
     assert out["jsd_components"] == 8 and out["jsd_agree"] in (0.0, 1.0)
     assert out["jsd_check_bits"] < 0.01  # the k-NN lower bound
     far = m.compute(_draw(p, 2000) + 10.0, p, _rng())

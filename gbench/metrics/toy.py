@@ -133,7 +133,9 @@ class JSDMetric(Metric):
     Carlo, bootstrap bias correction and a 95 % interval that includes the fit error; a k-NN
     estimate beside it as a cross-check (see :func:`gbench.metrics.jsd.jsd_to_known`).
 
-    Keys: ``jsd_bits`` (reported, raw), ``jsd_ci_low``/``jsd_ci_high`` (95 %, in [0, 1]),
+    Keys: ``jsd_bits`` (reported, clipped to [0, 1] so that it lies in its interval; the bias
+    correction can put the raw value a hair below 0 when q = p), ``jsd_raw_bits`` (unclipped),
+    ``jsd_ci_low``/``jsd_ci_high`` (95 %, in [0, 1]),
     ``jsd_check_bits`` (k-NN cross-check), ``jsd_agree`` (1 if the two agree, else 0) and
     ``jsd_components`` (K chosen)."""
 
@@ -147,7 +149,8 @@ class JSDMetric(Metric):
         x = _points(samples)
         est = jsd_to_known(dataset, x, sample_seed(x, rng), n_boot=c.n_boot, n_mc=c.n_mc, k_max=c.k_max,
                            reg_scale=c.reg_scale, knn_k=c.knn_k)
-        return {"jsd_bits": est.bits, "jsd_ci_low": est.ci_low, "jsd_ci_high": est.ci_high,
+        return {"jsd_bits": min(max(est.bits, 0.0), 1.0), "jsd_raw_bits": est.bits,
+                "jsd_ci_low": est.ci_low, "jsd_ci_high": est.ci_high,
                 "jsd_check_bits": est.check_bits, "jsd_agree": float(est.agree), "jsd_components": float(est.components)}
 
     def protocol(self) -> dict[str, Any]:
