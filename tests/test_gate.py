@@ -261,9 +261,10 @@ def test_gate_catches_a_generator_loss_with_the_wrong_sign(tmp_path, monkeypatch
     from gbench.runner import run_suite
 
     run_suite(tiny_suite(), tmp_path / "healthy", quiet=True)
-    # 3 seeds of 150 steps: the spread rule's tolerance for modes could not fail, so it is refused
+    # 3 seeds of 150 steps: the spread rule's tolerances for modes and JSD could not fail, so they are refused
     assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json").exit_code == 2
-    assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json", "--tolerance", "modes=2").exit_code == 0
+    assert invoke("baseline", tmp_path / "healthy", "-o", tmp_path / "b.json", "--tolerance", "modes=2",
+                  "--tolerance", "jsd_bits=0.2").exit_code == 0
     run_suite(tiny_suite(), tmp_path / "again", quiet=True)  # deterministic here: passes
     assert invoke("check", tmp_path / "again", "--baseline", tmp_path / "b.json").exit_code == 0
 
