@@ -72,7 +72,7 @@ from gbench.results import load_results
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
 
 SKIPPED_SUFFIXES = ("_ci_low", "_ci_high", "_std")
-SKIPPED_KEYS = ("modes_total",)
+SKIPPED_KEYS = ("modes_total", "jsd_raw_bits", "jsd_check_bits", "jsd_agree", "jsd_components")  # diagnostics, not metrics
 
 STRICT_FIELDS = ("data_kind", "dataset.name", "dataset.mixture", "dataset.options", "dataset.reference",
                  "protocol.reference", "protocol.eval_samples", "protocol.eval_seed")
