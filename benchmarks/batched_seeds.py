@@ -2,11 +2,11 @@
 
 The ring suite's setting (3x128 MLPs for G and D, batch 128, Adam 1e-3, betas (0.5, 0.999)) for K
 G steps, S seeds (default 8), trained twice in one process: as S separate trials
-(``gbench.trial.run_trial``, one after the other) and as one batched model
-(``gbench.batched.run_trials``). The time compared is the harness's own training time: device-seconds
+(``gbench.run.trial.run_trial``, one after the other) and as one batched model
+(``gbench.run.batched.run_trials``). The time compared is the harness's own training time: device-seconds
 (on a CPU, process time, robust to other processes sharing the cores; wall-seconds are printed too)
 between evaluations (evaluation is cheap here, 1,000 samples, modes only, and excluded).
-Each seed's loss curve and final metrics are compared too (identical on CPU; see gbench/batched.py).
+Each seed's loss curve and final metrics are compared too (identical on CPU; see gbench/run/batched.py).
 
     python benchmarks/batched_seeds.py [--seeds 8] [--steps 1000] [--threads 1] [--device cpu]
                                        [--hidden 128] [--depth 3]
@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from gbench import batched
+from gbench.run import batched
 from gbench.suite import parse_suite
-from gbench.trial import Runtime, run_trial, trials_of
+from gbench.run.trial import Runtime, run_trial, trials_of
 
 
 def suite(seeds: int, steps: int, eval_samples: int, metrics: list[str], hidden: int = 128, depth: int = 3):
@@ -77,7 +77,7 @@ def _reordered_linear(x, w, b):
 
 
 def tolerance(args: argparse.Namespace) -> None:
-    import gbench.trial as trial_module
+    import gbench.run.trial as trial_module
 
     exact, evaluate = batched._linear, trial_module.evaluate
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gbench.metrics.jsd import j_perp, j_perp_inverse, jsd_mc, jsd_to_known
-from gbench.toy import ToyMixture, grid25, ring8
+from gbench.datasets.toy import ToyMixture, grid25, ring8
 
 NOISE_SCALE = 0.5  # delta-gan's default noise_scale on toys (plugins/delta_gan.py)
 

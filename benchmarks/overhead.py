@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from gbench.backbones import CNNBackbone, MLPBackbone
-from gbench.budget import Meter
-from gbench.loop import BatchStream, train
+from gbench.run.budget import Meter
+from gbench.run.loop import BatchStream, train
 from gbench.suite import Budget
-from gbench.toy import ring8
+from gbench.datasets.toy import ring8
 from gbench.variant import Nets
 from gbench_plugins.sgan import SGAN
 

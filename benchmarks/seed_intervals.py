@@ -1,4 +1,4 @@
-"""Coverage of the report's interval over seeds (``gbench.report.mean_ci``: a Student-t interval clipped
+"""Coverage of the report's interval over seeds (``gbench.analysis.report.mean_ci``: a Student-t interval clipped
 to the metric's range) on bounded laws with known means, beside a t-interval on the logit scale.
 
 Laws: per-seed values like a small JSD (Beta(0.5, 5), skewed to 0), a large one (Beta(5, 0.5)), a
@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 from tabulate import tabulate
 
-from gbench.report import mean_ci
+from gbench.analysis.report import mean_ci
 
 LAWS = {
     "Beta(0.5, 5) (small JSD)": (lambda rng, n: rng.beta(0.5, 5.0, n), (0.0, 1.0), 0.5 / 5.5),

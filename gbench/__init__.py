@@ -7,7 +7,7 @@ from gbench.errors import GbenchError
 from gbench.hookspecs import hookimpl
 from gbench.metrics import Metric
 from gbench.plugins import get_plugins
-from gbench.toy import ToyMixture
+from gbench.datasets.toy import ToyMixture
 from gbench.variant import Nets, Variant, VariantConfig
 
 __version__ = "0.1.0"

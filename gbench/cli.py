@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from gbench import __version__
 from gbench.errors import GbenchError
-from gbench.samples import load_samples
+from gbench.datasets.samples import load_samples
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -97,12 +97,12 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
 
     Exit status: 0 when every trial finished (ok or diverged), 1 when a trial failed (crashed, was
     killed or lost; the table and result files are still written), 2 for bad input (nothing runs)."""
-    from gbench.report import render
-    from gbench.results import load_results
-    from gbench.executors import make_executor
-    from gbench.runner import FINISHED, run_suite
+    from gbench.analysis.report import render
+    from gbench.run.results import load_results
+    from gbench.run.executors import make_executor
+    from gbench.run.runner import FINISHED, run_suite
     from gbench.suite import load_suite
-    from gbench.trial import Runtime, trials_of
+    from gbench.run.trial import Runtime, trials_of
 
     if seeds is not None and (not seeds or any(s < 0 for s in seeds)):
         raise GbenchError("--seeds must list non-negative integers")
@@ -146,8 +146,8 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
               help="html: where to write the page [RUN_DIR/report.html]; the plots go to RUN_DIR/plots/.")
 def report(run_dir: Path, fmt: str, output: Path | None) -> None:
     """Tables of a run: mean and 95% CI over seeds, one row per variant."""
-    from gbench.report import render
-    from gbench.results import load_results
+    from gbench.analysis.report import render
+    from gbench.run.results import load_results
 
     if output is not None and fmt != "html":
         raise GbenchError("--output is for --format html (other formats print to stdout)")
@@ -155,7 +155,7 @@ def report(run_dir: Path, fmt: str, output: Path | None) -> None:
     if not results:
         raise GbenchError(f"{run_dir}: no trial results yet")
     if fmt == "html":
-        from gbench.html_report import write_html
+        from gbench.analysis.html_report import write_html
 
         click.echo(write_html(run_dir, output))
         return
@@ -223,7 +223,7 @@ def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str
     """
     from gbench.plugins import get_plugins
     from gbench.suite import DatasetSpec
-    from gbench.trial import build_dataset, metrics_for, score as score_samples
+    from gbench.run.trial import build_dataset, metrics_for, score as score_samples
 
     law = build_dataset(DatasetSpec(name=dataset), data_root)
     x = load_samples(samples, law)
@@ -249,10 +249,10 @@ def score(dataset: str, samples: Path, as_json: bool, seed: int, names: list[str
 
 
 # -- commands defined in their own modules ----------------------------------------------------------
-from gbench.compare import compare  # noqa: E402
+from gbench.analysis.compare import compare  # noqa: E402
 
 cli.add_command(compare)
-from gbench.gate import baseline, check  # noqa: E402
+from gbench.analysis.gate import baseline, check  # noqa: E402
 
 cli.add_command(baseline)
 cli.add_command(check)

@@ -19,8 +19,8 @@ from gbench.registry import Registry
 
 ENTRY_POINT_GROUP = "gbench"
 DEFAULT_PLUGINS = (
-    "gbench.toy",
-    "gbench.images",
+    "gbench.datasets.toy",
+    "gbench.datasets.images",
     "gbench.metrics.toy",
     "gbench.metrics.fidelity",
     "gbench.metrics.classifier_jsd",

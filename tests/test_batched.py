@@ -1,6 +1,6 @@
-"""Batched seeds (gbench.batched): each seed's numbers are those of its separate run.
+"""Batched seeds (gbench.run.batched): each seed's numbers are those of its separate run.
 
-The documented tolerance (gbench/batched.py): the only possible difference is float summation
+The documented tolerance (gbench/run/batched.py): the only possible difference is float summation
 order in the batched products. On this CPU build (MKL) there is none: weights, loss curves and
 metrics are bitwise equal (checked below where MKL is in use). Elsewhere the test allows the drift
 measured with a reordered product after 50 steps (at most 1.1e-5 relative on weights, loss curves
@@ -21,15 +21,15 @@ from gbench_plugins.sgan import SGAN
 
 import gbench
 import gbench.plugins
-import gbench.trial as trial_module
-from gbench import batched
+import gbench.run.trial as trial_module
+from gbench.run import batched
 from gbench.cli import cli
 from gbench.errors import GbenchError
-from gbench.report import mode_rates, render, wilson
-from gbench.results import load_results
-from gbench.runner import run_suite
+from gbench.analysis.report import mode_rates, render, wilson
+from gbench.run.results import load_results
+from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
-from gbench.trial import Runtime, run_trial, trials_of
+from gbench.run.trial import Runtime, run_trial, trials_of
 
 WEIGHT_RTOL, LOSS_ATOL, HQ_ATOL, JSD_ATOL = 1e-4, 1e-5, 0.5, 0.01
 EXACT = torch.backends.mkl.is_available()  # measured bitwise on the MKL CPU build (see the module doc)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from gbench.cli import cli
-from gbench.toy import ring8
+from gbench.datasets.toy import ring8
 
 TINY = """
 name = "tiny"

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gbench.cli import cli
-from gbench.images import clear_cache
+from gbench.datasets.images import clear_cache
 from test_fidelity import NET  # registers the test feature extractor with torch-fidelity
 from test_images import write_cifar10, write_cifar100
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from gbench.cli import cli
-from gbench.compare import compare_runs, compare_values, holm, rank_groups, wilson_interval
+from gbench.analysis.compare import compare_runs, compare_values, holm, rank_groups, wilson_interval
 from gbench.errors import GbenchError
 
 # The fields of a real toy result (gbench run smoke), trimmed of the loss curve and provenance.

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from gbench.cli import cli
-from gbench.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor, run_one
+from gbench.run.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor, run_one
 from gbench.errors import GbenchError
-from gbench.results import load_results
-from gbench.runner import run_suite
+from gbench.run.results import load_results
+from gbench.run.runner import run_suite
 from gbench.suite import load_suite
-from gbench.trial import Runtime, trials_of
+from gbench.run.trial import Runtime, trials_of
 
 # 2 variants x 2 seeds, a few seconds in all.
 TINY = """

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gbench.results import load_results
+from gbench.run.results import load_results
 
 SUITE = """
 name = "faults"

@@ -77,7 +77,7 @@ if NET not in FEATURE_EXTRACTORS_REGISTRY:
 
 
 class FakeImages:
-    """Stand-in for gbench.images.ImageDataset: kind, name, data_shape, images(split), provenance."""
+    """Stand-in for gbench.datasets.images.ImageDataset: kind, name, data_shape, images(split), provenance."""
 
     kind = "image"
     data_shape = (3, 32, 32)
@@ -307,7 +307,7 @@ def test_no_weights_offline_is_a_one_line_gbench_error(tmp_path: Path, monkeypat
     assert "\n" not in msg
     assert "[eval.fidelity] weights = PATH" in msg and fidelity.WEIGHTS_ENV in msg and "--inception-weights" in msg
 
-    from gbench.trial import score  # the harness records it and goes on
+    from gbench.run.trial import score  # the harness records it and goes on
 
     values, errors = score(generated(), FakeImages(), [metric])
     assert values == {} and "weights" in errors["fidelity"]

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from scipy import stats
 
 import gbench
-from gbench import gate
+from gbench.analysis import gate
 from gbench.cli import cli
 from gbench.errors import GbenchError
-from gbench.results import write_json
+from gbench.run.results import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,7 +258,7 @@ def tiny_suite(seeds=(0, 1, 2)):
 
 def test_gate_catches_a_generator_loss_with_the_wrong_sign(tmp_path, monkeypatch):
     import gbench_plugins.sgan as sgan
-    from gbench.runner import run_suite
+    from gbench.run.runner import run_suite
 
     run_suite(tiny_suite(), tmp_path / "healthy", quiet=True)
     # 3 seeds of 150 steps: the spread rule's tolerances for modes and JSD could not fail, so they are refused

@@ -11,10 +11,10 @@ import torch
 import gbench
 import gbench.plugins
 from gbench.errors import GbenchError
-from gbench.results import load_results, trial_path
-from gbench.runner import run_suite
+from gbench.run.results import load_results, trial_path
+from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
-from gbench.trial import Runtime, run_trial, trials_of
+from gbench.run.trial import Runtime, run_trial, trials_of
 from gbench_plugins.sgan import SGAN
 
 

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from gbench.cli import cli
-from gbench.html_report import write_html
-from gbench.results import load_results
-from gbench.runner import run_suite
+from gbench.analysis.html_report import write_html
+from gbench.run.results import load_results
+from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from gbench.metrics import fidelity
-from gbench.report import render
-from gbench.results import load_results
-from gbench.runner import run_suite
+from gbench.analysis.report import render
+from gbench.run.results import load_results
+from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
 from test_fidelity import NET  # registers the test feature extractor with torch-fidelity
 

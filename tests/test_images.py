@@ -13,7 +13,7 @@ import torch
 
 import gbench.plugins
 from gbench.errors import GbenchError
-from gbench.images import (
+from gbench.datasets.images import (
     ImageDataset,
     ImageMixture,
     clear_cache,
@@ -153,7 +153,7 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
         calls.append((root, train, download))
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>\nmore")
 
-    monkeypatch.setattr("gbench.images._torchvision_datasets", lambda: SimpleNamespace(CIFAR10=offline))
+    monkeypatch.setattr("gbench.datasets.images._torchvision_datasets", lambda: SimpleNamespace(CIFAR10=offline))
     with pytest.raises(GbenchError) as err:
         load_cifar("cifar10", root=tmp_path / "dl", download=True)
     assert calls == [(str(tmp_path / "dl"), True, True)]
@@ -318,7 +318,7 @@ def test_image_mixture_rejects_mismatched_parts():
         ImageMixture.mix([constant("a", 1, 4, 1), constant("b", 2, 4, 1, size=16)], [1, 1])
     with pytest.raises(GbenchError, match="positive"):
         ImageMixture.mix([constant("a", 1, 4, 1)], [0])
-    from gbench.toy import ring8
+    from gbench.datasets.toy import ring8
 
     with pytest.raises(GbenchError, match="ring8"):
         ImageMixture.mix([constant("a", 1, 4, 1), ring8()], [1, 1])
@@ -342,7 +342,7 @@ def test_synthetic32_is_deterministic_and_fast():
 def test_image_datasets_are_registered(fresh_plugins):
     gbench.plugins.reset_plugins()
     plugins = gbench.plugins.get_plugins()
-    assert not [p.error for p in plugins.info if p.name == "gbench.images" and p.error]
+    assert not [p.error for p in plugins.info if p.name == "gbench.datasets.images" and p.error]
     names = plugins.datasets.names()
     assert {"cifar10", "cifar100", "image-folder", "synthetic32"} <= set(names)
     ds = plugins.datasets.get("synthetic32")(n_train=64, n_test=8, seed=0)

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from gbench.cli import cli
 from gbench.errors import GbenchError
-from gbench.results import dumps, read_json, trial_path
+from gbench.run.results import dumps, read_json, trial_path
 from gbench.plugins import get_plugins
-from gbench.runner import locked
+from gbench.run.runner import locked
 
 
 def RSGAN():
@@ -172,7 +172,7 @@ class _Plant:
 def test_a_planted_cifar_pickle_is_refused_and_never_runs(tmp_path: Path):
     from test_images import write_cifar10
 
-    from gbench.images import cifar10, clear_cache
+    from gbench.datasets.images import cifar10, clear_cache
 
     folder = write_cifar10(tmp_path / "data")
     marker = tmp_path / "pwned"
@@ -215,7 +215,7 @@ def test_a_lying_npy_header_is_one_line(tmp_path: Path):
 
 
 def test_provenance_does_not_write_the_git_index():
-    from gbench.results import _git_commit
+    from gbench.run.results import _git_commit
 
     calls = []
     import subprocess
@@ -236,7 +236,7 @@ def test_provenance_does_not_write_the_git_index():
 
 
 def test_an_all_diverged_group_keeps_its_success_rate_row(suite: Path, tmp_path: Path, monkeypatch):
-    from gbench.compare import compare_runs
+    from gbench.analysis.compare import compare_runs
 
     def g_loss(self, nets, x_real, x_fake):
         return nets.critic(x_fake).mean() * math.nan

@@ -21,7 +21,7 @@ from sklearn.mixture import GaussianMixture
 
 from gbench.metrics.gmm import Mixture2D, fit_em, isotropic, select_mixture
 from gbench.metrics.jsd import JSDEstimate, j_perp, j_perp_inverse, jsd_mc, jsd_to_known, knn_logpdf
-from gbench.toy import ToyMixture, grid25, ring8
+from gbench.datasets.toy import ToyMixture, grid25, ring8
 
 LN2 = math.log(2)
 

@@ -11,7 +11,7 @@ import torch
 
 from gbench.metrics import Metric
 from gbench.metrics.toy import JSDMetric, ModeMetrics, register_metrics, sample_seed
-from gbench.toy import ToyMixture, grid25, ring8
+from gbench.datasets.toy import ToyMixture, grid25, ring8
 
 P_HQ_2D = 1 - math.exp(-4.5)  # P(chi^2_2 <= 9): a 2-D isotropic Gaussian sample within 3 sigma
 

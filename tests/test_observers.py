@@ -17,7 +17,7 @@ from gbench.cli import cli
 from gbench.errors import GbenchError
 from gbench.observers import OBSERVER_HOOKS
 from gbench.suite import parse_suite
-from gbench.trial import run_trial, trials_of
+from gbench.run.trial import run_trial, trials_of
 
 TINY = {"name": "tiny-observed", "variants": ["sgan"], "dataset": {"name": "ring8", "train_size": 256},
         "model": {"g_hidden": 16, "d_hidden": 16, "depth": 1}, "budget": {"g_steps": 120, "batch_size": 32},

@@ -39,7 +39,7 @@ BUILTIN_VARIANTS = {
     "alpha-gan": "gbench_plugins.alpha_gan",
     "delta-gan": "gbench_plugins.delta_gan",
 }
-BUILTIN_DATASETS = {"ring8": "gbench.toy", "grid25": "gbench.toy"}
+BUILTIN_DATASETS = {"ring8": "gbench.datasets.toy", "grid25": "gbench.datasets.toy"}
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_every_builtin_plugin_loads_cleanly() -> None:
     assert {i.name: i.error for i in plugins.info if i.error} == {}
     assert all(i.source == "builtin" for i in plugins.info)
     assert info_of(plugins, "gbench_plugins.sgan").hooks == ["register_variants"]
-    assert info_of(plugins, "gbench.toy").hooks == ["register_datasets"]
+    assert info_of(plugins, "gbench.datasets.toy").hooks == ["register_datasets"]
 
 
 def test_get_plugins_is_cached_until_reset(fresh_plugins: None) -> None:

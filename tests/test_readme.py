@@ -27,7 +27,7 @@ def test_readme_plugin_example_registers_and_trains():
     gbench.plugins._loaded = gbench.plugins.load_plugins(entry_points=False, extra=(module,))
     try:
         from gbench.suite import parse_suite
-        from gbench.trial import run_trial, trials_of
+        from gbench.run.trial import run_trial, trials_of
 
         suite = parse_suite({"variants": ["hinge"], "dataset": {"name": "ring8", "train_size": 256},
                              "budget": {"g_steps": 5, "batch_size": 16}, "eval": {"num_samples": 200}}, "x.toml")

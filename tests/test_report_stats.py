@@ -12,10 +12,10 @@ from scipy import stats
 import gbench
 from gbench.errors import GbenchError
 from gbench.metrics.jsd import j_perp, j_perp_inverse, jsd_mc
-from gbench.report import mean_ci, render, summarise, toy_rates, wilson
+from gbench.analysis.report import mean_ci, render, summarise, toy_rates, wilson
 from gbench.suite import DatasetSpec
-from gbench.toy import ToyMixture, ring8
-from gbench.trial import reference_weight
+from gbench.datasets.toy import ToyMixture, ring8
+from gbench.run.trial import reference_weight
 
 
 def result(label: str, seed: int, status: str = "ok", variant: str | None = None, target: dict | None = None,

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import gbench.checkpoint
-import gbench.trial
-from gbench.checkpoint import checkpoint_path
-from gbench.loop import Precision
-from gbench.results import load_results, trial_path
-from gbench.runner import run_suite
+import gbench.run.checkpoint
+import gbench.run.trial
+from gbench.run.checkpoint import checkpoint_path
+from gbench.run.loop import Precision
+from gbench.run.results import load_results, trial_path
+from gbench.run.runner import run_suite
 from gbench.suite import load_suite
-from gbench.trial import Runtime, run_trial, trials_of
+from gbench.run.trial import Runtime, run_trial, trials_of
 from test_harness import tiny_suite
 
 
@@ -33,25 +33,25 @@ class Stop(BaseException):
 def nets_of(monkeypatch):
     """The nets of every trial trained since, as ``train`` left them (the final weights)."""
     seen = []
-    train = gbench.trial.train
+    train = gbench.run.trial.train
 
     def spy(variant, nets, *args, **kwargs):
         seen.append(nets)
         return train(variant, nets, *args, **kwargs)
 
-    monkeypatch.setattr(gbench.trial, "train", spy)
+    monkeypatch.setattr(gbench.run.trial, "train", spy)
     return seen
 
 
 def stop_after_saving_at(monkeypatch, step: int) -> None:
-    save = gbench.checkpoint.TrainingState.save
+    save = gbench.run.checkpoint.TrainingState.save
 
     def save_then_stop(self, path, loop):
         save(self, path, loop)
         if loop.step == step:
             raise Stop
 
-    monkeypatch.setattr(gbench.checkpoint.TrainingState, "save", save_then_stop)
+    monkeypatch.setattr(gbench.run.checkpoint.TrainingState, "save", save_then_stop)
 
 
 @pytest.mark.parametrize("variant", ["sgan", "deligan", {"name": "delta-gan", "delta": 0.2}],

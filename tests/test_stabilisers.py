@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import gbench
-import gbench.trial
-from gbench.checkpoint import checkpoint_path
-from gbench.loop import ema_update, lr_factor, r1_penalty
-from gbench.trial import Runtime, run_trial, trials_of
+import gbench.run.trial
+from gbench.run.checkpoint import checkpoint_path
+from gbench.run.loop import ema_update, lr_factor, r1_penalty
+from gbench.run.trial import Runtime, run_trial, trials_of
 from gbench_plugins import sgan, tgan
 from test_harness import tiny_suite
 from test_resume import Stop, nets_of, stop_after_saving_at  # noqa: F401 (fixture)
@@ -68,8 +68,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
         return opt
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    monkeypatch.setattr(gbench.trial.torch.optim, "Adam", make)
-    train = gbench.trial.train
+    monkeypatch.setattr(gbench.run.trial.torch.optim, "Adam", make)
+    train = gbench.run.trial.train
     captured = {}
 
     def train_spy(variant, nets, opt_g, opt_d, *args, **kwargs):
@@ -83,7 +83,7 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
         captured["ema"], captured["g"] = kwargs["ema"], nets.generator
         return train(variant, nets, opt_g, opt_d, *args, **kwargs)
 
-    monkeypatch.setattr(gbench.trial, "train", train_spy)
+    monkeypatch.setattr(gbench.run.trial, "train", train_spy)
     suite = tiny_suite(optim={"g_lr": 2e-3, "d_lr": 1e-3, "lr_schedule": "linear", "ema_decay": 0.8,
                               "ema_start": 2}, budget={"g_steps": 6}, eval={"at": [1.0], "metrics": ["modes"]})
     result = run_trial(trials_of(suite)[0])
@@ -160,13 +160,13 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
     trial = trials_of(tiny_suite(variants=[variant], optim=STABILISED, budget={"g_steps": 24},
                                  eval={"at": [0.25, 1.0], "metrics": ["modes"]}))[0]
     emas = []
-    train = gbench.trial.train
+    train = gbench.run.trial.train
 
     def spy(*args, **kwargs):
         emas.append(kwargs["ema"])
         return train(*args, **kwargs)
 
-    monkeypatch.setattr(gbench.trial, "train", spy)
+    monkeypatch.setattr(gbench.run.trial, "train", spy)
     straight = run_trial(trial)
     assert straight["status"] == "ok", straight["error"]
     path, runtime = checkpoint_path(tmp_path, trial.id), Runtime(checkpoint_every=5)
@@ -188,7 +188,7 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
 
 
 def test_batched_seeds_refuse_the_stabilisers_in_one_line():
-    from gbench import batched
+    from gbench.run import batched
 
     trial = trials_of(tiny_suite(optim={"ema_decay": 0.99, "r1_gamma": 1.0, "lr_schedule": "linear"}))[0]
     with pytest.raises(gbench.GbenchError, match=r"stabilisers ema_decay and r1_gamma; run without --batch-seeds"):

@@ -126,9 +126,9 @@ def test_every_malformed_suite_is_one_line_and_exit_2(tmp_path: Path, data: st.D
 
 def test_the_unmutated_suite_is_valid(tmp_path: Path):
     """The generator's base suite itself passes validation (so every refusal above is the mutation's)."""
-    from gbench.runner import check_suite
+    from gbench.run.runner import check_suite
     from gbench.suite import parse_suite
-    from gbench.trial import Runtime
+    from gbench.run.trial import Runtime
 
     check_suite(parse_suite(BASE, "base.toml"), Runtime())
 

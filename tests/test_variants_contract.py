@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import gbench
-from gbench.toy import ring8
+from gbench.datasets.toy import ring8
 
 VARIANTS = gbench.get_plugins().variants.names()
 N = 32

@@ -7,7 +7,7 @@ import torch
 
 import gbench
 from gbench.metrics.jsd import j_perp
-from gbench.toy import ring8
+from gbench.datasets.toy import ring8
 from gbench.variant import make_config
 from gbench_plugins import delta_gan, rsgan
 from gbench_plugins.delta_gan import DeltaGAN, DeltaGANConfig

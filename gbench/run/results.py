@@ -167,7 +167,7 @@ def _cpu_name() -> str:
 
 def _git_commit() -> dict[str, Any]:
     """The commit of the gbench checkout, when gbench runs from one."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()

@@ -12,7 +12,7 @@ stabilisers of ``[optim]``, applied identically to every variant:
   ``real_scores`` (D(x_r), or T(x_r, x_f) for a pairwise critic).
 - ``ema_decay``: after each G step t, ema <- d ema + (1 - d) G (parameters; buffers copied), and
   ema <- G while t <= ``ema_start`` (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in
-  GAN Training"). The EMA generator is evaluated beside G (``gbench.trial``).
+  GAN Training"). The EMA generator is evaluated beside G (``gbench.run.trial``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from gbench.budget import Meter
+from gbench.run.budget import Meter
 from gbench.suite import Budget, Optim
 from gbench.variant import Nets, Variant
 

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gbench.checkpoint import checkpoint_path, remove_stale_temporaries
+from gbench.run.checkpoint import checkpoint_path, remove_stale_temporaries
 from gbench.errors import GbenchError
-from gbench.results import (MANIFEST, SCHEMA, check_result, load_results, provenance, read_json, trial_path,
+from gbench.run.results import (MANIFEST, SCHEMA, check_result, load_results, provenance, read_json, trial_path,
                              write_atomic, write_json)
 from gbench.suite import Suite
-from gbench.loop import Precision
-from gbench.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
+from gbench.run.loop import Precision
+from gbench.run.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
     trials_of
-from gbench.executors import Executor, LocalExecutor
+from gbench.run.executors import Executor, LocalExecutor
 
 FINISHED = ("ok", "diverged")  # a failed trial is tried again on --resume
 
@@ -184,7 +184,7 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
 
     try:
         if runtime.batch_seeds:  # toy MLP suites: a variant's seeds as one batched model, in this process
-            from gbench import batched
+            from gbench.run import batched
 
             todo = batched.run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None))
         executor.map_trials(todo, runtime, on_result, on_progress,

@@ -14,17 +14,17 @@ import numpy as np
 import torch
 
 from gbench.backbones import build_backbone
-from gbench.budget import Meter
-from gbench.checkpoint import TrainingState
+from gbench.run.budget import Meter
+from gbench.run.checkpoint import TrainingState
 from gbench.errors import GbenchError
-from gbench.loop import BatchStream, train
+from gbench.run.loop import BatchStream, train
 from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
 from gbench.observers import notify, observing
 from gbench.plugins import get_plugins
-from gbench.results import SCHEMA
+from gbench.run.results import SCHEMA
 from gbench.suite import DatasetSpec, Suite, VariantSpec, safe_label
-from gbench.toy import ToyMixture
+from gbench.datasets.toy import ToyMixture
 from gbench.variant import Nets, Variant, make_config
 
 # Independent RNG streams of a trial, derived from its seed.
@@ -45,7 +45,7 @@ class Runtime:
     data_root: str | None = None  # overrides the suite's [dataset] options.root
     inception_weights: str | None = None  # overrides the suite's [eval.fidelity] weights
     checkpoint_every: int = 1000  # save the training state every N G steps for --resume (0: at evaluations only)
-    batch_seeds: int = 0  # toy MLP suites: N seeds of a variant as one batched model (gbench.batched); -1: all; 0: off
+    batch_seeds: int = 0  # toy MLP suites: N seeds of a variant as one batched model (gbench.run.batched); -1: all; 0: off
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def build_dataset(spec: DatasetSpec, data_root: str | None = None) -> Any:
     weights = [w for _, w, _ in spec.mixture]
     if all(isinstance(p, ToyMixture) for p in parts):
         return ToyMixture.mix(parts, weights)
-    from gbench.images import ImageMixture
+    from gbench.datasets.images import ImageMixture
 
     return ImageMixture.mix(parts, weights)
 
@@ -128,7 +128,7 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
               checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Train and evaluate one trial. Never raises for a failed trial: the status says what happened.
 
-    With ``checkpoint_path``, the training state is saved there (``gbench.checkpoint``) at each
+    With ``checkpoint_path``, the training state is saved there (``gbench.run.checkpoint``) at each
     evaluation and every ``runtime.checkpoint_every`` G steps; with ``resume`` too, a checkpoint found
     there is restored and training continues from it."""
     started = time.time()
@@ -238,7 +238,7 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
 
 
 def ema_copy(generator: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of G for the exponential moving average of its weights (``gbench.loop``)."""
+    """A frozen copy of G for the exponential moving average of its weights (``gbench.run.loop``)."""
     ema = copy.deepcopy(generator)
     ema.requires_grad_(False)
     return ema

@@ -66,8 +66,8 @@ from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.report import FORMATS, METRIC_COLUMNS, mean_ci, toy_rates, wilson
-from gbench.results import load_results
+from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci, toy_rates, wilson
+from gbench.run.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
 

@@ -64,7 +64,7 @@ from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, bounds, direction
-from gbench.results import load_results, read_json, write_json
+from gbench.run.results import load_results, read_json, write_json
 
 SCHEMA = 1
 ALPHA = 0.01

@@ -18,9 +18,9 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from gbench.errors import GbenchError
-from gbench import report
-from gbench.report import _footnote, _protocol, summarise
-from gbench.results import load_results
+from gbench.analysis import report
+from gbench.analysis.report import _footnote, _protocol, summarise
+from gbench.run.results import load_results
 
 PLOTS = "plots"
 REPORT = "report.html"
@@ -173,7 +173,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def write_html(run_dir: str | Path, out_path: str | Path | None = None, pdf: bool = True) -> Path:
     """Write the run's report page (default ``run_dir/report.html``) and its plots under ``run_dir/plots/``
     (PNG, and PDF when ``pdf``); returns the page's path."""
-    from gbench.plots import run_plots
+    from gbench.analysis.plots import run_plots
 
     run_dir = Path(run_dir)
     manifest, results = load_results(run_dir)

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 from matplotlib.figure import Figure
 
-from gbench.report import METRIC_COLUMNS, summarise
+from gbench.analysis.report import METRIC_COLUMNS, summarise
 
 PANEL = 2.6  # inches per sample panel
 SAMPLE_COLOR = "#d62728"
@@ -117,7 +117,7 @@ def _grid(n: int, n_seeds: int) -> tuple[int, int]:
 def toy_law(dataset: dict[str, Any]) -> Any:
     """The law samples were scored against, rebuilt from a result's ``dataset`` spec (None if it cannot be)."""
     from gbench.suite import DatasetSpec
-    from gbench.trial import build_dataset, build_reference
+    from gbench.run.trial import build_dataset, build_reference
 
     try:
         spec = DatasetSpec(

@@ -26,10 +26,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from gbench.budget import Meter
+from gbench.run.budget import Meter
 from gbench.errors import GbenchError
-from gbench.loop import BatchStream, LoopState, Outcome
-from gbench.results import write_atomic
+from gbench.run.loop import BatchStream, LoopState, Outcome
+from gbench.run.results import write_atomic
 from gbench.variant import Nets
 
 FORMAT = 1

@@ -1,6 +1,6 @@
 """Where trials run: in this process, in a pool of local processes, or as Ray tasks.
 
-An executor only decides where :func:`gbench.trial.run_trial` is called. It hands every result back to
+An executor only decides where :func:`gbench.run.trial.run_trial` is called. It hands every result back to
 the caller (the runner, in the parent process) as soon as that trial finishes, through ``on_result``;
 the runner writes it to disk right away, so a killed run loses only the trials still running.
 
@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import torch
 
 from gbench.errors import GbenchError
-from gbench.trial import Runtime, Trial, describe, run_trial
+from gbench.run.trial import Runtime, Trial, describe, run_trial
 
 EXECUTORS = ("local", "process", "ray")
 RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
@@ -126,7 +126,7 @@ def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, execu
                          **({"checkpoints": note} if note else {})}
     facts: dict[str, Any] = {}
     if remote:  # another machine, maybe: its own versions, processor, GPU
-        from gbench.results import provenance
+        from gbench.run.results import provenance
 
         facts = provenance(runtime.device)
     facts.update(pid=os.getpid(), host=socket.gethostname(), torch_threads=used)

@@ -5,7 +5,7 @@ spends its time launching kernels, not computing. Here the S generators of a gro
 become one ``StackedMLP`` whose layers hold weights of shape (S, out, in) and biases (S, out),
 and a forward pass is one ``torch.baddbmm`` per layer for all seeds (likewise the S critics).
 
-What stays exactly as in S separate ``run_trial`` runs (``gbench.trial``):
+What stays exactly as in S separate ``run_trial`` runs (``gbench.run.trial``):
 
 * initialisation: seed s's nets are built by the variant from the backbone right after
   ``torch.manual_seed(stream_seed(s, STREAM_INIT))``, generator first, then stacked;
@@ -13,7 +13,7 @@ What stays exactly as in S separate ``run_trial`` runs (``gbench.trial``):
   own data generator (``StackedBatchStream`` gathers all seeds' batches in one indexing), its
   latents from its own latent generator and the variant's randomness
   (``perturb_real``) from its own variant generator, in the same order as the loop of
-  ``gbench.loop.train`` (per D step: real batch, perturbation, latent; then the same for G);
+  ``gbench.run.loop.train`` (per D step: real batch, perturbation, latent; then the same for G);
 * losses: the variant's own ``d_loss`` / ``g_loss``, evaluated per seed on that seed's critic
   logits (``torch.func.vmap`` over the seed axis, with an identity "critic" fed precomputed logits)
   and SUMMED over seeds, so seed s's gradient is exactly its own loss's gradient;
@@ -24,7 +24,7 @@ What stays exactly as in S separate ``run_trial`` runs (``gbench.trial``):
 * the D:G schedule, loss-curve windows, divergence detection (per seed: a seed whose losses stop
   being finite is recorded as ``diverged`` at the same step, its evaluations stop, the others go
   on), evaluation points, the evaluation itself (each seed's generator is copied into an ordinary
-  module and scored by ``gbench.trial.evaluate``), and the record format of ``run_trial``.
+  module and scored by ``gbench.run.trial.evaluate``), and the record format of ``run_trial``.
 
 What differs: ``consumed.device_seconds`` and ``wall_seconds`` of each seed are its 1/S share of
 the group's training time (the group total is ``consumed.batched_device_seconds``), and
@@ -73,11 +73,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gbench.backbones import Logits, build_backbone
-from gbench.budget import Meter
+from gbench.run.budget import Meter
 from gbench.errors import GbenchError
-from gbench.loop import lr_factor, set_lr
+from gbench.run.loop import lr_factor, set_lr
 from gbench.observers import notify, observing
-from gbench.trial import (
+from gbench.run.trial import (
     STREAM_DATA,
     STREAM_INIT,
     STREAM_LATENT,
@@ -429,7 +429,7 @@ def run_trials(trials: Sequence[Trial], runtime: Runtime = Runtime(),
 
 
 class StackedBatchStream:
-    """S ``gbench.loop.BatchStream``s over one training set in lockstep: seed s's batches are exactly
+    """S ``gbench.run.loop.BatchStream``s over one training set in lockstep: seed s's batches are exactly
     those of ``BatchStream(data, batch_size, rngs[s])`` (a new permutation from its generator each
     epoch), gathered for all seeds at once as (S, batch_size, ...)."""
 
@@ -518,10 +518,10 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
                        samples=kept[s][0] if kept[s] else None)
 
     losses: list[torch.Tensor] = []
-    log_every = 100  # as gbench.loop.train
+    log_every = 100  # as gbench.run.loop.train
     meter.resume()
     for step in range(1, budget.g_steps + 1):
-        if opt.lr_schedule != "constant":  # as gbench.loop.train, so each seed stays bit-identical
+        if opt.lr_schedule != "constant":  # as gbench.run.loop.train, so each seed stays bit-identical
             f = lr_factor(opt.lr_schedule, step, budget.g_steps)
             set_lr(opt_g, opt.g_lr * f)
             set_lr(opt_d, opt.d_lr * f)
@@ -552,13 +552,13 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
                 finite = torch.isfinite(w).all(1)
                 if not finite.all():
                     diverged_at[s] = step - len(w) + 1 + int((~finite).nonzero()[0])
-                    stopped_at[s] = diverged_at[s]  # consumed up to the divergence step, as gbench.loop.train
+                    stopped_at[s] = diverged_at[s]  # consumed up to the divergence step, as gbench.run.loop.train
                     active.remove(s)
                     continue
                 d_mean, g_mean = w.mean(0).tolist()
                 curves[s].append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
             progress(step)
-            if observing("log_scalars"):  # outside the timed training, as in gbench.loop.train
+            if observing("log_scalars"):  # outside the timed training, as in gbench.run.loop.train
                 meter.pause()
                 for s in active:
                     scalars = {k: curves[s][-1][k] for k in ("d_loss", "g_loss")}

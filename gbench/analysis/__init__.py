@@ -1,0 +1,1 @@
+"""Reading results: tables, comparisons, the quality gate, plots and the HTML report."""

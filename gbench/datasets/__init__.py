@@ -1,0 +1,1 @@
+"""Where training data and references come from: toy mixtures, CIFAR images, sample files."""
