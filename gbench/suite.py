@@ -95,6 +95,7 @@ class EvalSpec:
     num_samples: Positive = 10_000  # generated samples per evaluation
     at: Annotated[tuple[Fraction, ...], Field(min_length=1)] = (1.0,)  # fractions of the G-step budget at which to evaluate
     seed: NonNegative = 2024  # the evaluation noise, common to all trials
+    log_every: Positive = 100  # G steps per loss-curve point (mean D and G losses of the window)
     metrics: tuple[str, ...] = ()  # registered metric names; empty = every metric for the dataset kind
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [eval.<metric>] tables
 

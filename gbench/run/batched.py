@@ -518,7 +518,7 @@ def _run(trials: list[Trial], runtime: Runtime, use: LossUse, loss_modes: tuple[
                        samples=kept[s][0] if kept[s] else None)
 
     losses: list[torch.Tensor] = []
-    log_every = 100  # as gbench.run.loop.train
+    log_every = suite.eval.log_every  # as gbench.run.loop.train
     meter.resume()
     for step in range(1, budget.g_steps + 1):
         if opt.lr_schedule != "constant":  # as gbench.run.loop.train, so each seed stays bit-identical

@@ -205,7 +205,7 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
                     checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision,
                     start=start, save=save, save_every=runtime.checkpoint_every,
                     log=(lambda step, scalars: notify("log_scalars", trial_id=trial.id, g_step=step, scalars=scalars))
-                    if observing("log_scalars") else None, optim=opt, ema=ema)
+                    if observing("log_scalars") else None, optim=opt, ema=ema, log_every=suite.eval.log_every)
     used = meter.consumed
     if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
         checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
