@@ -1,4 +1,4 @@
-"""classifier_jsd_bits (gbench.metrics.classifier_jsd): the cross-fitted classifier LOWER bound on JSD in
+"""classifier_jsd_bits (gbench.metrics.classifier_bound): the cross-fitted classifier LOWER bound on JSD in
 bits, on feature sets with a known answer (identical, disjoint, two Gaussians by numerical integration)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from gbench.metrics.classifier_jsd import classifier_jsd_bits
+from gbench.metrics.classifier_bound import classifier_jsd_bits
 
 
 @pytest.fixture(autouse=True)

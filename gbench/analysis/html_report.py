@@ -11,12 +11,12 @@ import base64
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from tabulate import tabulate
 
+from gbench.atomic import write_atomic
 from gbench.errors import GbenchError
 from gbench.analysis import report
 from gbench.analysis.report import _footnote, _protocol, summarise
@@ -158,16 +158,7 @@ def _png(fig: Any) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """``path`` holds the old or the new content, never a torn file (permissions from the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data), binary=True)
 
 
 def write_html(run_dir: str | Path, out_path: str | Path | None = None, pdf: bool = True) -> Path:

@@ -35,7 +35,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -43,9 +42,11 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from gbench.atomic import write_atomic
 from gbench.errors import GbenchError
 from gbench.hookspecs import hookimpl
 from gbench.metrics import Metric, MetricConfig
+from gbench.metrics.classifier_bound import classifier_jsd_bits
 
 WEIGHTS_ENV = "GBENCH_INCEPTION_WEIGHTS"
 CACHE_ENV = "GBENCH_CACHE"
@@ -109,7 +110,7 @@ class FidelityConfig(FeatureConfig):
     * ``feature_layer_fid``, ``feature_layer_isc``, ``feature_layer_kid``: extractor layers; ""
       means the extractor's default (torch-fidelity's: "2048", "logits_unbiased", "2048" for Inception).
     * ``jsd``: also report the classifier-based achieved JSD (``jsd_bits``, ``jsd_ci_low``,
-      ``jsd_ci_high``; a LOWER bound, see :mod:`gbench.metrics.classifier_jsd`) on the FID features,
+      ``jsd_ci_high``; a LOWER bound, see :mod:`gbench.metrics.classifier_bound`) on the FID features,
       with ``jsd_folds`` cross-fitting folds.
     """
 
@@ -176,23 +177,10 @@ def sha256_file(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         try:
             known = known if isinstance(known, dict) else {}
             known[disk_key] = digest
-            _atomic_write_text(store, json.dumps(known, indent=1, sort_keys=True))
+            write_atomic(store, lambda f: f.write(json.dumps(known, indent=1, sort_keys=True)))
         except OSError:
             pass  # the hash is still remembered in this process
     return digest
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def is_official_inception(sha256: str | None) -> bool:
@@ -474,7 +462,7 @@ class Features:
         meta = {"dataset": getattr(dataset, "name", None), "split": split, "size": size,
                 "provenance": getattr(dataset, "provenance", None), **self.identity()}
         try:
-            _atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True, default=str))
+            write_atomic(path, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True, default=str)))
         except OSError:
             pass
         return meta
@@ -603,8 +591,6 @@ class FidelityMetric(Metric):
             out[prefix + "kid_std"] = float(kid["kernel_inception_distance_std"])
         jsd_info = None
         if c.jsd:
-            from gbench.metrics.classifier_jsd import classifier_jsd_bits
-
             est = classifier_jsd_bits(ref_feats[layers["jsd"]].numpy(), gen[layers["jsd"]].numpy(),
                                       folds=c.jsd_folds, seed=seed)
             out.update(jsd_bits=est["jsd_bits"], jsd_ci_low=est["jsd_ci_low"], jsd_ci_high=est["jsd_ci_high"])

@@ -12,35 +12,19 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any
 
 import torch
 
 import gbench
+from gbench.atomic import write_atomic
 from gbench.errors import GbenchError
 
 SCHEMA = 1
 MANIFEST = "manifest.json"
 TRIALS = "trials"
-
-
-def write_atomic(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
-    """Call ``write(file)`` so that ``path`` holds either the old or the new content, never a torn file:
-    a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # how JSON files spell them
