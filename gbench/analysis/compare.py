@@ -19,8 +19,10 @@ Protocol check (before anything else)
     override. The budget (``g_steps``, ``d_steps_per_g_step``, ``batch_size``, ``max_device_seconds``)
     and the training set (``dataset.train_size``, ``dataset.seed``) must match too, unless
     ``allow_different_budgets`` (``--allow-different-budgets``) is given; the difference is then shown
-    in the output. Model and optimiser settings are not checked (they may be what a comparison of two
-    runs of one variant is about).
+    in the output. Model, optimiser (learning rates, betas, schedule, stabilisers) and variant
+    settings are not checked (they may be what a comparison is about): those that differ between
+    groups are named in the output's header (``settings_differences``; variant settings only between
+    groups of the same variant).
 
 Statistics, per metric (``modes``, ``hq_percent``, ``reverse_kl``, ``jsd_bits``, ``fid``, ``isc_mean``,
 ``kid_mean``, ``nonstd_*``...; not ``*_ci_low``, ``*_ci_high``, ``*_std`` or ``modes_total``)
@@ -54,19 +56,17 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import click
-import numpy as np
-from scipy import stats
 from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci, toy_rates, wilson
+from gbench.analysis.layer import difference, group_by_label, ok_values, setting_differences, toy_rates, wilson
+from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci
 from gbench.run.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
@@ -144,6 +144,8 @@ class Comparison:
     budget_differences: list[str]  # budget fields that differ (allowed by allow_different_budgets)
     metrics: list[MetricComparison]
     success_rates: list[SuccessRate]
+    # optim / model / variant settings that differ: dotted key -> {group: value}
+    settings_differences: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _clean({
@@ -153,6 +155,7 @@ class Comparison:
             "groups": [{k: v for k, v in asdict(g).items() if k != "results"} for g in self.groups],
             "protocol": self.protocol,
             "budget_differences": self.budget_differences,
+            "settings_differences": self.settings_differences,
             "metrics": [asdict(m) for m in self.metrics],
             "success_rates": [asdict(s) for s in self.success_rates],
         })
@@ -190,48 +193,10 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-def _zero(sd: float, values: Iterable[float]) -> bool:
-    scale = max([1.0] + [abs(v) for v in values])
-    return sd <= 1e-12 * scale
-
-
 def compare_values(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> dict[str, Any]:
-    """Difference of means of two seed -> value maps, with interval and test (see the module doc)."""
-    xa, xb = np.array(list(a.values()), float), np.array(list(b.values()), float)
-    na, nb = len(xa), len(xb)
-    diff = float(xa.mean() - xb.mean()) if na and nb else None
-    out = {"n_a": na, "n_b": nb, "diff": diff, "ci_low": None, "ci_high": None, "test": "n/a", "p": None}
-    if na < 2 or nb < 2:
-        return out
-    q = 0.5 + level / 2
-    if set(a) == set(b):
-        d = np.array([a[s] - b[s] for s in sorted(a)], float)
-        sd = float(d.std(ddof=1))
-        out["test"] = "paired t"
-        if _zero(sd, np.concatenate([xa, xb])):
-            out.update(ci_low=diff, ci_high=diff, p=1.0 if d.mean() == 0 else 0.0)
-            return out
-        half = float(stats.t.ppf(q, len(d) - 1) * sd / math.sqrt(len(d)))
-        with warnings.catch_warnings():  # scipy's precision-loss warning on nearly equal values
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_rel(_by_seed(a), _by_seed(b)).pvalue)
-    else:
-        va, vb = float(xa.var(ddof=1)) / na, float(xb.var(ddof=1)) / nb
-        out["test"] = "Welch t"
-        if _zero(math.sqrt(va + vb), np.concatenate([xa, xb])):
-            out.update(ci_low=diff, ci_high=diff, p=1.0 if diff == 0 else 0.0)
-            return out
-        df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
-        half = float(stats.t.ppf(q, df) * math.sqrt(va + vb))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
-    out.update(ci_low=diff - half, ci_high=diff + half, p=p)
-    return out
-
-
-def _by_seed(m: Mapping[int, float]) -> np.ndarray:
-    return np.array([m[s] for s in sorted(m)], float)
+    """Difference of means of two seed -> value maps, with interval and test (see the module doc and
+    :func:`gbench.analysis.layer.difference`)."""
+    return asdict(difference(a, b, level))
 
 
 def rank_groups(means: Mapping[str, float | None], direction: int,
@@ -265,10 +230,7 @@ def load_groups(run_dirs: Sequence[str | Path]) -> list[Group]:
         manifest, results = load_results(d)
         if not results:
             raise GbenchError(f"{d}: no trial results yet")
-        labels: dict[str, list[dict[str, Any]]] = {label: [] for label in manifest.get("variants", ())}
-        for r in results:
-            labels.setdefault(r.get("label") or r.get("trial_id", "?"), []).append(r)
-        loaded.append((str(d), resolved, {k: v for k, v in labels.items() if v}))
+        loaded.append((str(d), resolved, group_by_label(results, manifest.get("variants", ()))))
     where: dict[str, int] = {}
     for _, _, labels in loaded:
         for label in labels:
@@ -394,17 +356,8 @@ def metric_keys(groups: list[Group]) -> list[str]:
     return known + sorted(present - set(known))
 
 
-def _values(g: Group, key: str) -> dict[int, float]:
-    out = {}
-    for r in g.results:
-        v = (r.get("metrics") or {}).get(key) if r.get("status") == "ok" else None
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out[r.get("seed")] = float(v)
-    return out
-
-
 def compare_metric(groups: list[Group], key: str, alpha: float = 0.05) -> MetricComparison:
-    values = {g.name: _values(g, key) for g in groups}
+    values = {g.name: ok_values(g.results, key) for g in groups}
     pairs = []
     for i, ga in enumerate(groups):
         for gb in groups[i + 1:]:
@@ -450,7 +403,20 @@ def compare_runs(run_dirs: Sequence[str | Path], metrics: Sequence[str] = (), al
     chosen = [k for k in keys if k in metrics] if metrics else keys
     return Comparison(run_dirs=[str(d) for d in run_dirs], alpha=alpha, groups=groups, protocol=protocol,
                       budget_differences=budget_diffs, metrics=[compare_metric(groups, k, alpha) for k in chosen],
-                      success_rates=success_rates(groups))
+                      success_rates=success_rates(groups), settings_differences=settings_differences(groups))
+
+
+def settings_differences(groups: list[Group]) -> dict[str, dict[str, str]]:
+    """The optimiser and model settings that differ between groups, and the variant settings that
+    differ between groups of the same variant: dotted key -> {group: value}."""
+    out = setting_differences({g.name: g.results for g in groups}, ("optim", "model"))
+    by_variant: dict[str | None, list[Group]] = {}
+    for g in groups:
+        by_variant.setdefault(g.variant, []).append(g)
+    for same in by_variant.values():
+        if len(same) > 1:
+            out.update(setting_differences({g.name: g.results for g in same}, ("variant_config",)))
+    return out
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -491,6 +457,11 @@ def render(c: Comparison, fmt: str = "github") -> str:
         head += (f", budget {p.get('budget.g_steps')} G steps x {p.get('budget.d_steps_per_g_step')} D steps, "
                  f"batch {p.get('budget.batch_size')}")
     parts = [note(head)]
+    if c.settings_differences:
+        lines = [f"  {key}: " + ", ".join(f"{g} {v}" for g, v in by_group.items())
+                 for key, by_group in c.settings_differences.items()]
+        parts.append(note("settings differ between groups (not a protocol difference; read the differences "
+                          "with them in mind):") + "\n" + "\n".join(note(line) for line in lines))
 
     headers = ["group", "ok/trials"] + [_title(m.key)[0] + (" ↑" if m.direction == 1 else " ↓" if m.direction == -1
                                                             else "") for m in c.metrics]

@@ -62,6 +62,7 @@ import numpy as np
 from scipy import stats
 from tabulate import tabulate
 
+from gbench.analysis.layer import group_by_label, ok_values
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, bounds, direction
 from gbench.run.results import load_results, read_json, write_json
@@ -202,10 +203,7 @@ def _load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
 
 
 def _groups(manifest: Mapping[str, Any], results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in manifest.get("variants", ())}
-    for r in results:
-        groups.setdefault(r.get("label") or r.get("trial_id", "?"), []).append(r)
-    return {label: g for label, g in groups.items() if g}
+    return group_by_label(results, manifest.get("variants", ()))
 
 
 def _metric_summary(values: list[float], key: str, modes_total: float | None) -> dict[str, Any]:
@@ -235,12 +233,7 @@ def refuse_unfailing(label: str, key: str, entry: Mapping[str, Any], tol: float,
 
 
 def _values(group: list[dict[str, Any]], key: str) -> list[float]:
-    out = []
-    for r in group:
-        v = (r.get("metrics") or {}).get(key) if r.get("status") == "ok" else None
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out.append(float(v))
-    return out
+    return list(ok_values(group, key).values())
 
 
 def summarise_variants(manifest: Mapping[str, Any], results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -5,14 +5,15 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Iterable
 
-import numpy as np
-from scipy import stats
 from tabulate import tabulate
 
-from gbench.metrics import bounds
+from gbench.analysis import layer
+from gbench.analysis.layer import group_by_label, mean_ci, metric_bounds, wilson
+
+__all__ = ["FORMATS", "METRIC_COLUMNS", "mean_ci", "metric_bounds", "mode_rates", "render", "summarise",
+           "toy_rates", "wilson"]
 
 FORMATS = ("github", "plain", "latex", "json")
 
@@ -36,39 +37,10 @@ SUCCESS_HQ_PERCENT = 50.0
 PER_SEED_MAX_TRIALS = 60  # text reports list every trial's own numbers up to this many trials
 
 
-def mean_ci(values: Iterable[float], level: float = 0.95,
-            bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, Any]:
-    """Mean over seeds with a Student-t confidence interval clipped to the metric's range ``bounds``
-    (no interval for fewer than 2 values).
-
-    The true mean lies in the range, so clipping never loses coverage; it only stops an interval from
-    claiming impossible values ("5.67 ± 10.04" modes of 8 becomes [0, 8]). Coverage of the true mean,
-    measured by ``benchmarks/seed_intervals.py`` on skewed bounded laws, is in the README."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "values": []}
-    mean, low, high = float(x.mean()), None, None
-    if len(x) >= 2:
-        half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-        low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
-    return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(x), "values": [float(v) for v in x]}
-
-
-def metric_bounds(key: str, results: Iterable[dict[str, Any]]) -> tuple[float, float]:
-    """The range of metric ``key`` over ``results`` (``modes``: up to the mixtures' ``modes_total``)."""
-    totals = [r["metrics"]["modes_total"] for r in results if (r.get("metrics") or {}).get("modes_total") is not None]
-    return bounds(key, max(totals) if totals else None)
-
-
 def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
     """One summary per variant label, in ``order`` (the suite's), then as the results name them."""
-    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
-    for r in results:
-        groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
     rows = []
-    for label, group in groups.items():
-        if not group:
-            continue
+    for label, group in group_by_label(results, order).items():
         ok = [r for r in group if r["status"] == "ok"]
         keys = sorted({k for r in ok for k in r.get("metrics", {})})
         rows.append({
@@ -92,23 +64,8 @@ def summarise(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[
 
 
 def toy_rates(group: list[dict[str, Any]], hq_threshold: float = SUCCESS_HQ_PERCENT) -> dict[str, Any] | None:
-    """Success and failure counts of a toy group with 95% Wilson intervals, over finished trials
-    (None when no ok trial has a mode count, e.g. images).
-
-    Success: every mode covered (``modes == modes_total``) with ``hq_percent >= hq_threshold``
-    (0 gives Welfert et al.'s "all modes covered"); failure: no mode covered, or diverged (it produced
-    nothing). Crashed trials are left out."""
-    scored = [r for r in group if r["status"] == "diverged"
-              or (r["status"] == "ok" and "modes" in (r.get("metrics") or {}))]
-    if not any(r["status"] == "ok" or r.get("data_kind") == "toy" for r in scored):
-        return None  # an all-diverged toy group still counts: n failures, not a dropped row
-    success = sum(r["status"] == "ok" and r["metrics"]["modes"] == r["metrics"].get("modes_total")
-                  and r["metrics"].get("hq_percent", 100.0) >= hq_threshold for r in scored)
-    failure = sum(r["status"] == "diverged" or r["metrics"]["modes"] == 0 for r in scored)
-    n = len(scored)
-    return {"n": n, "diverged": sum(r["status"] == "diverged" for r in scored), "hq_threshold": hq_threshold,
-            "success": success, "success_ci": wilson(success, n), "success_rate": success / n,
-            "failure": failure, "failure_ci": wilson(failure, n), "failure_rate": failure / n}
+    """:func:`gbench.analysis.layer.toy_rates` with the report's HQ threshold by default."""
+    return layer.toy_rates(group, hq_threshold)
 
 
 def _target_summary(group: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -239,21 +196,11 @@ def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "
 # -- success / failure rates beside a suite's published numbers ([reference_results]) --------------------
 
 
-def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval for k successes in n trials (scipy's ``binomtest``); (0, 1) when n = 0."""
-    if n == 0:
-        return (0.0, 1.0)
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
 def mode_rates(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Per variant label: Welfert et al.'s success (all modes covered) and failure (no mode, or diverged)
     counts over finished trials, with Wilson intervals (:func:`toy_rates` without an HQ threshold)."""
-    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
-    for r in results:
-        groups.setdefault(r.get("label", r.get("trial_id", "?")), []).append(r)
-    return [{"label": label, **rates} for label, group in groups.items() if (rates := toy_rates(group, 0.0))]
+    return [{"label": label, **rates} for label, group in group_by_label(results, order).items()
+            if (rates := toy_rates(group, 0.0))]
 
 
 def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tablefmt: str) -> list[str]:
