@@ -43,12 +43,31 @@ else:  # pragma: no cover
 
 @dataclass(frozen=True)
 class Budget:
-    """Identical for every variant of a suite."""
+    """The suite's budget, identical for every variant: G steps by default; where the variants'
+    schedules (D steps per G step, batch) differ, device-seconds or gradient evaluations.
 
-    g_steps: Positive = 1000  # generator updates
+    A trial's own budget is this one with its variant's ``schedule`` applied (:func:`variant_settings`)."""
+
+    g_steps: Positive = 1000  # generator updates (with device_seconds: the most a trial may take)
     d_steps_per_g_step: Positive = 1  # critic updates before each generator update
     batch_size: Positive = 128  # real and fake images per update
     max_device_seconds: Annotated[float, Field(ge=0)] = 0.0  # optional cap on training time (CPU: process time; GPU: synced); 0 = none
+    device_seconds: Annotated[float, Field(ge=0)] = 0.0  # > 0: the budget is this much training time per trial (clock as above)
+    gradient_evals: NonNegative = 0  # > 0: the budget is (D steps + G steps) x batch_size per trial; g_steps follows
+
+    @property
+    def evals_per_g_step(self) -> int:
+        """Per-example gradient evaluations of one G step and its critic steps: (k + 1) x batch."""
+        return (self.d_steps_per_g_step + 1) * self.batch_size
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A variant entry's ``schedule = { d_steps_per_g_step = 5, batch_size = 64 }``: its own schedule
+    where its paper prescribes one (unset keys: the suite's [budget])."""
+
+    d_steps_per_g_step: Positive | None = None
+    batch_size: Positive | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +121,14 @@ class EvalSpec:
 
 @dataclass(frozen=True)
 class VariantSpec:
+    """A variant entry: its settings (``options``) and, resolved, the optimiser and budget it trains
+    under (None: the suite's; set by the parser when the entry has its own or the budget is not in G steps)."""
+
     name: str
     label: str
     options: Mapping[str, Any]
+    optim: Optim | None = None
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,10 @@ class Suite:
     def hash(self) -> str:
         """Stable hash of the suite's content (not its path): results of equal hashes are comparable."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def for_variant(self, spec: VariantSpec) -> "Suite":
+        """The suite as ``spec``'s trials see it: ``optim`` and ``budget`` are that variant's resolved ones."""
+        return dataclasses.replace(self, optim=spec.optim or self.optim, budget=spec.budget or self.budget)
 
     def select(self, variants: list[str] | None = None, seeds: list[int] | None = None) -> "Suite":
         """A copy restricted to some variant names or labels, and with other seeds."""
@@ -194,7 +222,8 @@ def parse_suite(raw: Mapping[str, Any], where: str) -> Suite:
     ev = _eval(raw.get("eval", {}), plugins, f"{where} [eval]")
     if 1.0 not in ev.at:
         ev = dataclasses.replace(ev, at=tuple(ev.at) + (1.0,))
-    variants = _variants(raw.get("variants"), plugins, where)
+    variants = _variants(raw.get("variants"), plugins, where, raw.get("optim", {}), budget)
+    budget = _check_budgets(raw.get("budget", {}), budget, variants, ev, where)
     _check_trial_ids(variants, seeds, where)
     return Suite(
         name, where, raw.get("description", ""), tuple(seeds), variants, dataset, model, optim, budget, ev, raw,
@@ -292,7 +321,9 @@ def _backbone_default(arch: str, key: str) -> Any:
     return next(f.default for f in dataclasses.fields(BACKBONES[arch]) if f.name == key)
 
 
-def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:
+def _variants(items: Any, plugins: Any, where: str, raw_optim: Mapping[str, Any], budget: Budget
+              ) -> tuple[VariantSpec, ...]:
+    """The variant entries, each with its resolved optimiser and budget (:func:`variant_settings`)."""
     if not isinstance(items, list) or not items:
         raise GbenchError(f"{where}: 'variants' must be a non-empty list of names or tables")
     specs: list[VariantSpec] = []
@@ -301,6 +332,7 @@ def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:
         if options is None or "name" not in options:
             raise GbenchError(f"{where}: each variant is a name or a table with 'name', got {item!r}")
         name = options.pop("name")
+        own_optim, own_schedule = options.pop("optim", {}), options.pop("schedule", {})
         label = options.pop("label", None)
         if label is not None and (not isinstance(label, str) or not label.strip()):
             raise GbenchError(f"{where}: variant {name!r}: 'label' should be a non-empty string, got {label!r}")
@@ -312,12 +344,77 @@ def _variants(items: Any, plugins: Any, where: str) -> tuple[VariantSpec, ...]:
             raise GbenchError(f"{where}: {exc}") from None
         make_config(cls.Config, options, f"{where} variant {name!r}")  # validate now, not mid-run
         label = label or (name if not options else f"{name}({','.join(f'{k}={v}' for k, v in options.items())})")
-        specs.append(VariantSpec(name, label, options))
+        optim, own_budget = variant_settings(own_optim, own_schedule, raw_optim, budget, f"{where} variant {label!r}")
+        specs.append(VariantSpec(name, label, options, optim, own_budget))
     labels = [s.label for s in specs]
     dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dupes:
         raise GbenchError(f"{where}: variant label {dupes[0]!r} appears twice; give each entry a distinct 'label'")
     return tuple(specs)
+
+
+def variant_settings(own_optim: Any, own_schedule: Any, raw_optim: Mapping[str, Any], budget: Budget,
+                     where: str) -> tuple[Optim, Budget]:
+    """A variant entry's optimiser and budget: its ``optim`` table over the suite's [optim] table, and
+    the suite's [budget] with its ``schedule`` (:class:`Schedule`) applied; then, under a
+    ``gradient_evals`` budget, as many G steps as fit in it ((k + 1) x batch per G step, rounded
+    down), and under ``device_seconds``, the loop's device-time stop (``max_device_seconds``) set to it."""
+    for key, value, example in (("optim", own_optim, "{ g_lr = 1e-4, betas = [0.0, 0.9] }"),
+                                ("schedule", own_schedule, "{ d_steps_per_g_step = 5, batch_size = 64 }")):
+        if not isinstance(value, dict):
+            raise GbenchError(f"{where}: {key!r} should be a table, e.g. {key} = {example}, got {value!r}")
+    optim = build(Optim, {**raw_optim, **own_optim}, f"{where} optim")
+    schedule = build(Schedule, own_schedule, f"{where} schedule")
+    own = dataclasses.replace(budget, **{k: v for k, v in dataclasses.asdict(schedule).items() if v is not None})
+    if own.gradient_evals:
+        own = dataclasses.replace(own, g_steps=own.gradient_evals // own.evals_per_g_step)  # < 1: refused later
+    if own.device_seconds:
+        own = dataclasses.replace(own, max_device_seconds=own.device_seconds)
+    return optim, own
+
+
+def _check_budgets(raw: Mapping[str, Any], budget: Budget, variants: tuple[VariantSpec, ...], ev: EvalSpec,
+                   where: str) -> Budget:
+    """Equal budgets for every variant: in G steps only where all train on one schedule, else in
+    device-seconds or gradient evaluations. Returns the suite's budget (under ``gradient_evals``, with
+    ``g_steps`` the most any variant takes)."""
+    ctx = f"{where} [budget]"
+    if budget.device_seconds and budget.gradient_evals:
+        raise GbenchError(f"{ctx}: give one of 'device_seconds' or 'gradient_evals', not both")
+    if budget.gradient_evals and "g_steps" in raw:
+        raise GbenchError(f"{ctx}: 'g_steps' follows from 'gradient_evals' and each variant's schedule; give one of them")
+    if budget.device_seconds:
+        if "g_steps" not in raw:
+            raise GbenchError(f"{ctx}: with 'device_seconds', give 'g_steps' too: the most G steps a trial may take "
+                              "(set it above what the device-seconds allow)")
+        if budget.max_device_seconds:
+            raise GbenchError(f"{ctx}: 'device_seconds' is the budget itself; drop 'max_device_seconds' (a cap on a "
+                              "G-step budget)")
+        if any(a != 1.0 for a in ev.at):
+            raise GbenchError(f"{where} [eval]: with [budget] device_seconds a trial is evaluated at its end only "
+                              f"(at = [1.0]); fractions of a G-step count do not apply, got at = {list(ev.at)}")
+        for spec in variants:
+            if spec.optim is not None and spec.optim.lr_schedule != "constant":
+                raise GbenchError(f"{where}: variant {spec.label!r}: lr_schedule {spec.optim.lr_schedule!r} decays "
+                                  "over the G steps, which a device-seconds budget does not fix; use \"constant\" "
+                                  "or [budget] gradient_evals")
+    own = [(spec, spec.budget or budget) for spec in variants]
+    for spec, b in own:
+        if b.g_steps < 1:
+            raise GbenchError(f"{ctx}: 'gradient_evals' {budget.gradient_evals} is less than one G step of variant "
+                              f"{spec.label!r} ((d_steps_per_g_step + 1) x batch_size = {b.evals_per_g_step})")
+    first, a = own[0]
+    other = next(((s, b) for s, b in own if (b.d_steps_per_g_step, b.batch_size) != (a.d_steps_per_g_step,
+                                                                                    a.batch_size)), None)
+    if other is not None and not (budget.device_seconds or budget.gradient_evals):
+        spec, b = other
+        raise GbenchError(f"{ctx}: variants {first.label!r} (D:G {a.d_steps_per_g_step}:1, batch {a.batch_size}) "
+                          f"and {spec.label!r} (D:G {b.d_steps_per_g_step}:1, batch {b.batch_size}) train on "
+                          "different schedules, so equal G steps are unequal budgets: give 'device_seconds' or "
+                          "'gradient_evals'")
+    if budget.gradient_evals:
+        budget = dataclasses.replace(budget, g_steps=max(b.g_steps for _, b in own))
+    return budget
 
 
 def _dataset(raw: Any, plugins: Any, where: str) -> DatasetSpec:

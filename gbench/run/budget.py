@@ -19,8 +19,13 @@ class Consumed:
     eval_seconds: float = 0.0  # evaluation, counted apart from the budget
     stopped_by: str = ""  # "g_steps", "max_device_seconds" or "diverged"
 
+    @property
+    def gradient_evals(self) -> int:
+        """(D steps + G steps) x batch: what a ``[budget] gradient_evals`` budget counts."""
+        return self.d_real_images + self.g_images
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "gradient_evals": self.gradient_evals}
 
 
 class Meter:

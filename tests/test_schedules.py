@@ -1,0 +1,146 @@
+"""Per-variant optimisers and schedules, and the budgets that keep them equal (issue 10): a variant's
+own settings reach its trials (and only its), D steps and batches are honoured, gradient-evaluation
+and device-seconds budgets stop trials where they should, and the record says what each consumed."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from gbench.errors import GbenchError
+from gbench.run.trial import run_trial, trials_of
+from gbench.suite import parse_suite
+from gbench_plugins.sgan import SGAN
+
+BASE: dict[str, Any] = {
+    "variants": ["sgan"],
+    "seeds": [0],
+    "dataset": {"name": "ring8", "train_size": 512},
+    "model": {"g_hidden": 16, "d_hidden": 16, "depth": 2},
+    "optim": {"g_lr": 1e-3, "d_lr": 1e-3},
+    "budget": {"g_steps": 20, "batch_size": 32},
+    "eval": {"num_samples": 200, "metrics": ["modes"]},
+}
+
+
+def suite(**tables: Any):
+    raw = {**BASE, **tables}
+    return parse_suite(raw, "sched.toml")
+
+
+def by_label(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["label"]: r for r in results}
+
+
+def run_all(s) -> dict[str, dict[str, Any]]:
+    results = [run_trial(t) for t in trials_of(s)]
+    for r in results:
+        assert r["status"] == "ok", r.get("error")
+    return by_label(results)
+
+
+@pytest.fixture
+def critic_batches(monkeypatch) -> list[int]:
+    """The real-batch size of every critic loss SGAN evaluates (one entry per D step)."""
+    seen: list[int] = []
+    original = SGAN.d_loss
+
+    def counting(self, *args: Any, **kwargs: Any):
+        seen.append(int(args[1].shape[-2]))  # (nets, x_real, x_fake, ...): x_real is (batch, 2)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SGAN, "d_loss", counting)
+    return seen
+
+
+def test_a_variants_optim_is_the_suite_wide_setting_for_its_trials_only():
+    own = {"g_lr": 3e-3, "betas": [0.0, 0.9]}
+    mixed = run_all(suite(variants=["sgan", {"name": "sgan", "label": "own", "optim": own}]))
+    everywhere = run_all(suite(optim={**BASE["optim"], **own}))["sgan"]
+    # the override trains exactly as the same settings given to the whole suite (same process, same kernels)
+    assert mixed["own"]["loss_curve"] == everywhere["loss_curve"]
+    assert mixed["own"]["optim"] == everywhere["optim"] == {**mixed["sgan"]["optim"], "g_lr": 3e-3, "betas": (0.0, 0.9)}
+    # the other entry keeps the suite's [optim], so the two trials differ
+    assert mixed["sgan"]["optim"]["betas"] == (0.5, 0.999) and mixed["sgan"]["optim"]["g_lr"] == 1e-3
+    assert mixed["sgan"]["loss_curve"] != mixed["own"]["loss_curve"]
+
+
+def test_d_steps_and_batch_of_a_schedule_are_honoured_under_a_gradient_eval_budget(critic_batches):
+    # 6400 evaluations: (1 + 1) x 32 = 64 per G step -> 100 G steps; (3 + 1) x 16 = 64 -> 100; (2 + 1) x 32 -> 66
+    s = suite(budget={"gradient_evals": 6400, "batch_size": 32},
+              variants=["sgan", {"name": "sgan", "label": "k3", "schedule": {"d_steps_per_g_step": 3, "batch_size": 16}},
+                        {"name": "sgan", "label": "k2", "schedule": {"d_steps_per_g_step": 2}}])
+    expected = {"sgan": (100, 1, 32), "k3": (100, 3, 16), "k2": (66, 2, 32)}
+    for trial in trials_of(s):
+        g_steps, k, batch = expected[trial.variant.label]
+        critic_batches.clear()
+        result = run_trial(trial)
+        used = result["consumed"]
+        assert result["status"] == "ok", result.get("error")
+        assert critic_batches == [batch] * (g_steps * k)  # the loop ran k critic steps of its batch per G step
+        assert (used["g_steps"], used["d_steps"]) == (g_steps, g_steps * k)
+        assert used["gradient_evals"] == (g_steps + g_steps * k) * batch <= 6400
+        assert 6400 - used["gradient_evals"] < (k + 1) * batch  # stopped at the last G step that fits
+        assert result["budget"]["g_steps"] == g_steps and result["budget"]["gradient_evals"] == 6400
+        assert (result["budget"]["d_steps_per_g_step"], result["budget"]["batch_size"]) == (k, batch)
+        assert used["stopped_by"] == "g_steps"
+
+
+def test_equal_device_seconds_stop_every_variant_at_the_same_training_time():
+    seconds = 0.4
+    s = suite(budget={"device_seconds": seconds, "g_steps": 10**7, "batch_size": 32},
+              variants=["sgan", {"name": "sgan", "label": "k4", "schedule": {"d_steps_per_g_step": 4}}])
+    results = run_all(s)
+    for label, r in results.items():
+        used = r["consumed"]
+        assert used["stopped_by"] == "max_device_seconds"
+        # the check follows each G step, so a trial overshoots by at most about one G step (a few ms here)
+        assert seconds <= used["device_seconds"] < seconds + 0.25, (label, used)
+        assert used["d_steps"] == used["g_steps"] * r["budget"]["d_steps_per_g_step"]
+        assert used["gradient_evals"] == (used["g_steps"] + used["d_steps"]) * 32
+        assert r["budget"]["device_seconds"] == seconds
+        assert r["evaluations"][-1]["g_step"] == used["g_steps"]  # scored where it stopped
+    # in the same time, 4 critic steps per G step leave fewer G steps (a G step costs about 2 D steps here)
+    assert results["k4"]["consumed"]["g_steps"] < results["sgan"]["consumed"]["g_steps"]
+
+
+def test_per_variant_settings_are_part_of_the_suite_hash():
+    plain = suite(variants=["sgan", "rsgan"])
+    own = suite(variants=["sgan", {"name": "rsgan", "optim": {"betas": [0.0, 0.9]}}])
+    assert plain.hash != own.hash
+    assert own.hash == suite(variants=["sgan", {"name": "rsgan", "optim": {"betas": [0.0, 0.9]}}]).hash
+    ge = suite(budget={"gradient_evals": 6400},
+               variants=["sgan", {"name": "rsgan", "schedule": {"d_steps_per_g_step": 2}}])
+    assert ge.hash != suite(budget={"gradient_evals": 6400},
+                            variants=["sgan", {"name": "rsgan", "schedule": {"d_steps_per_g_step": 3}}]).hash
+
+
+def test_the_default_stays_one_setting_for_all():
+    s = suite(variants=["sgan", {"name": "rsgan", "label": "rs"}])
+    views = [t.suite for t in trials_of(s)]
+    assert all(v.optim == s.optim and v.budget == s.budget for v in views)
+
+
+@pytest.mark.parametrize("budget, message", [
+    ({"g_steps": 20}, "train on different schedules, so equal G steps are unequal budgets"),
+    ({"gradient_evals": 200}, "'gradient_evals' 200 is less than one G step of variant 'k2' ((d_steps_per_g_step "
+                              "+ 1) x batch_size = 384)"),
+    ({"gradient_evals": 6400, "g_steps": 20}, "give one of them"),
+    ({"device_seconds": 1.0}, "with 'device_seconds', give 'g_steps' too"),
+    ({"device_seconds": 1.0, "gradient_evals": 10}, "not both"),
+    ({"device_seconds": 1.0, "g_steps": 9, "max_device_seconds": 2.0}, "drop 'max_device_seconds'"),
+])
+def test_unequal_or_contradictory_budgets_are_refused(budget, message):
+    variants = [{"name": "sgan", "schedule": {"batch_size": 64}}, {"name": "sgan", "label": "k2",
+                                                                   "schedule": {"d_steps_per_g_step": 2}}]
+    with pytest.raises(GbenchError, match=re.escape(message)):
+        suite(budget=budget, variants=variants)
+
+
+def test_a_device_seconds_budget_refuses_what_needs_a_g_step_count():
+    with pytest.raises(GbenchError, match=r"sched.toml \[eval\]: with \[budget\] device_seconds"):
+        suite(budget={"device_seconds": 1.0, "g_steps": 9}, eval={"at": [0.5]})
+    with pytest.raises(GbenchError, match="variant 'lin': lr_schedule 'linear' decays over the G steps"):
+        suite(budget={"device_seconds": 1.0, "g_steps": 9},
+              variants=["sgan", {"name": "sgan", "label": "lin", "optim": {"lr_schedule": "linear"}}])
