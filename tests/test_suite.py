@@ -80,6 +80,26 @@ def test_variant_tables_get_labels_and_validated_options():
         ({**MINIMAL, "eval": {"at": [1.5]}}, "'at.0': must be less than or equal to 1"),
         ({**MINIMAL, "eval": {"metrics": ["fidd"]}}, "unknown metric 'fidd'"),
         ({**MINIMAL, "seeds": []}, "'seeds' must be a non-empty list"),
+        # a variant entry's own optimiser and schedule, and the budgets they need
+        ({**MINIMAL, "variants": [{"name": "sgan", "optim": {"g_lr": 0}}]},
+         "s.toml variant 'sgan' optim: 'g_lr': must be greater than 0, got 0"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "optim": {"beta": [0.0, 0.9]}}]},
+         "variant 'sgan' optim: unknown key 'beta' (known: g_lr, d_lr, betas"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "optim": {"betas": [0.0, 1.0]}}]}, "'betas.1': must be less than 1"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "optim": "authors"}]}, "'optim' should be a table, e.g. optim = {"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "schedule": 5}]}, "'schedule' should be a table, e.g. schedule = {"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "schedule": {"d_steps_per_g_step": 0}}]},
+         "variant 'sgan' schedule: 'd_steps_per_g_step': must be greater than 0"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "schedule": {"d_steps": 5}}]},
+         "schedule: unknown key 'd_steps' (known: d_steps_per_g_step, batch_size)"),
+        ({**MINIMAL, "variants": [{"name": "sgan", "schedule": {"batch_size": True}}]}, "'batch_size': must be a valid"),
+        ({**MINIMAL, "variants": ["sgan", {"name": "rsgan", "schedule": {"batch_size": 64}}]},
+         "s.toml [budget]: variants 'sgan' (D:G 1:1, batch 128) and 'rsgan' (D:G 1:1, batch 64) train on different "
+         "schedules"),
+        ({**MINIMAL, "budget": {"device_seconds": -1.0}}, "'device_seconds': must be greater than or equal to 0"),
+        ({**MINIMAL, "budget": {"device_seconds": float("inf"), "g_steps": 9}}, "'device_seconds': must be a finite"),
+        ({**MINIMAL, "budget": {"gradient_evals": 1.5}}, "'gradient_evals': must be a valid integer"),
+        ({**MINIMAL, "budget": {"gradient_evals": 10**6, "g_steps": 9}}, "'g_steps' follows from 'gradient_evals'"),
     ],
 )
 def test_bad_suites_are_one_clear_error(raw, message):
@@ -104,3 +124,19 @@ def test_mixture_dataset_and_hash_ignores_path(tmp_path: Path):
     assert a.dataset.mixture == (("ring8", 3.0, {}), ("grid25", 1.0, {}))
     assert a.hash == b.hash
     assert parse_suite({**raw, "seeds": [1]}, "a.toml").hash != a.hash
+
+
+def test_variant_settings_resolve_over_the_suite_tables():
+    raw = {**MINIMAL, "optim": {"g_lr": 2e-4, "lr_schedule": "linear"}, "budget": {"gradient_evals": 100_000},
+           "variants": ["sgan", {"name": "rsgan", "optim": {"betas": [0.0, 0.9]},
+                                 "schedule": {"d_steps_per_g_step": 5, "batch_size": 64}}]}
+    suite = parse_suite(raw, "s.toml")
+    plain, own = (suite.for_variant(v) for v in suite.variants)
+    assert plain.optim == suite.optim and plain.optim.betas == (0.5, 0.999)
+    # only the keys the entry gives change; the rest is the suite's [optim]
+    assert (own.optim.g_lr, own.optim.lr_schedule, own.optim.betas) == (2e-4, "linear", (0.0, 0.9))
+    # G steps from the gradient-evaluation budget: floor(100000 / ((k + 1) x batch))
+    assert (plain.budget.g_steps, own.budget.g_steps) == (100_000 // 256, 100_000 // 384)
+    assert (own.budget.d_steps_per_g_step, own.budget.batch_size) == (5, 64)
+    assert suite.budget.g_steps == 390  # the suite's own: the most any variant takes
+    assert [v.label for v in suite.variants] == ["sgan", "rsgan"]  # optim/schedule are not variant settings

@@ -37,6 +37,9 @@ BAD: dict[tuple[str | None, str], st.SearchStrategy[Any]] = {
     ("budget", "d_steps_per_g_step"): st.one_of(st.integers(max_value=0), not_an_int),
     ("budget", "max_device_seconds"): st.one_of(st.floats(max_value=-1e-9, allow_nan=False), not_a_number,
                                                 non_finite),
+    ("budget", "device_seconds"): st.one_of(st.floats(max_value=-1e-9, allow_nan=False), not_a_number, non_finite),
+    # BASE gives g_steps, so any gradient-evaluation budget contradicts it
+    ("budget", "gradient_evals"): st.one_of(st.integers(max_value=-1), st.integers(min_value=1), not_an_int),
     ("optim", "g_lr"): st.one_of(st.floats(max_value=0, allow_nan=False), non_finite, not_a_number),
     ("optim", "d_lr"): st.one_of(st.floats(max_value=0, allow_nan=False), non_finite, not_a_number),
     ("optim", "betas"): st.one_of(
@@ -67,7 +70,17 @@ BAD: dict[tuple[str | None, str], st.SearchStrategy[Any]] = {
         st.just([{"name": "sgan", "label": "a/b"}, {"name": "rsgan", "label": "a_b"}]),
         st.integers(min_value=-5, max_value=5).map(lambda v: [{"name": "sgan", "label": v}]),
         st.just([{"name": "sgan", "label": "l" * 300}]),
-        st.just([{"name": "alpha-gan", "alpha_d": -1.0}]), st.just([{"name": "sgan", "colour": 1}])),
+        st.just([{"name": "alpha-gan", "alpha_d": -1.0}]), st.just([{"name": "sgan", "colour": 1}]),
+        # a variant's own optimiser and schedule: bad values, and a schedule that a G-step budget cannot equalise
+        st.one_of(st.floats(max_value=0, allow_nan=False), non_finite, not_a_number).map(
+            lambda v: [{"name": "sgan", "optim": {"g_lr": v}}]),
+        st.one_of(st.integers(max_value=0), st.integers(min_value=257, max_value=10**6), not_an_int).map(
+            lambda v: [{"name": "sgan", "schedule": {"batch_size": v}}]),
+        st.one_of(st.integers(max_value=0), not_an_int).map(
+            lambda v: [{"name": "sgan", "schedule": {"d_steps_per_g_step": v}}]),
+        st.sampled_from(["authors", 3, [1]]).map(lambda v: [{"name": "sgan", "optim": v}]),
+        st.just([{"name": "sgan", "schedule": {"g_steps": 3}}]),
+        st.integers(2, 9).map(lambda k: ["sgan", {"name": "rsgan", "schedule": {"d_steps_per_g_step": k}}])),
 }
 KEYS = sorted(BAD, key=str)
 TABLES = ["budget", "optim", "dataset", "model", "eval"]
