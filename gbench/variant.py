@@ -5,6 +5,18 @@ math: which networks it builds from the shared backbone, its D and G objectives 
 and both batches, so relativistic and pairwise critics fit), and anything it does to the real
 stream. A variant never calls ``backward()``, ``optimizer.step()``, ``torch.manual_seed`` or
 ``.cuda()``.
+
+Random numbers. The harness owns every generator: ``perturb_real`` draws from the trial's variant
+stream and the losses from the ``rng`` they are given (the trial's loss stream); a net may also draw
+from torch's global RNG (seeded per trial before its nets are built; DeLiGAN's component offsets).
+Nothing else may draw. Gradients. A loss may differentiate inside itself with
+``torch.autograd.grad`` (a gradient penalty); it then trains trial by trial in a batched group,
+since ``torch.func.vmap`` cannot batch that call (the harness's own R1 penalty, ``[optim]
+r1_gamma``, is computed outside the vmapped call and batches). Batching (``gbench.run.loop``) calls
+the losses once per group under ``torch.func.vmap`` where that gives the trial-by-trial results
+(checked once per configuration, ``gbench.run.batched.probe``), so a loss also must not call
+``.item()`` or branch on tensor values; one that does is trained trial by trial, named in the run's
+output with the reason.
 """
 from __future__ import annotations
 
@@ -72,14 +84,18 @@ class Variant(ABC):
 
     # -- objectives (scalars to minimise) ------------------------------------------------------
     @abstractmethod
-    def d_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-        """The critic's loss; ``x_fake`` is already detached from G."""
+    def d_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
+        """The critic's loss; ``x_fake`` is already detached from G. ``rng``: the only generator a
+        loss may draw from (the harness always passes it; None only outside the harness)."""
 
     @abstractmethod
-    def g_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         """The generator's loss; gets a real batch too (relativistic and pairwise critics need it)."""
 
-    def real_scores(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def real_scores(self, nets: Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+                    rng: torch.Generator | None = None) -> torch.Tensor:
         """The critic's outputs (N,) on real data, for the harness's R1 penalty: D(x_real) by default."""
         return nets.critic(x_real)
 

@@ -92,10 +92,12 @@ class AlphaGAN(gbench.Variant):
     )
     Config = AlphaGANConfig
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return d_loss(nets.critic(x_real), nets.critic(x_fake), self.config.alpha_d)
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return g_loss(nets.critic(x_fake), self.config.alpha_g, self.config.non_saturating)
 
 

@@ -47,10 +47,10 @@ class MixtureLatent(nn.Module):
 
     def component_index(self, n: int, device: torch.device | str | None = None, offset: int | None = None) -> torch.Tensor:
         """The component of each of ``n`` rows: (row + offset) mod N, with ``offset`` uniform on
-        0..N-1 from torch's global RNG unless given: balanced, and each component's share exactly 1/N."""
-        if offset is None:
-            offset = int(torch.randint(self.components, (1,)))
-        return (torch.arange(n, device=device) + offset) % self.components
+        0..N-1 from torch's global RNG unless given: balanced, and each component's share exactly 1/N.
+        The drawn offset stays a tensor (no ``.item()``), so a batched group can vmap it."""
+        drawn = torch.randint(self.components, (1,), device=device) if offset is None else offset
+        return (torch.arange(n, device=device) + drawn) % self.components
 
     def forward(self, eps: torch.Tensor) -> torch.Tensor:
         idx = self.component_index(eps.shape[0], eps.device)
@@ -98,10 +98,12 @@ class DeLiGAN(gbench.Variant):
         latent = MixtureLatent(self.config.components, backbone.z_dim, self.config.sigma0)
         return nn.Sequential(OrderedDict(latent=latent, net=backbone.generator()))
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return sgan.d_loss(nets.critic(x_real), nets.critic(x_fake))
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return g_loss(nets.critic(x_fake), mixture_latent(nets.generator), self.config.sigma_penalty)
 
 

@@ -176,11 +176,13 @@ class DeltaGAN(gbench.Variant):
     def build_critic(self, backbone: Any) -> nn.Module:
         return self.base.build_critic(backbone)
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-        return self.base.d_loss(nets, x_real, x_fake)
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
+        return self.base.d_loss(nets, x_real, x_fake, rng)
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-        return self.base.g_loss(nets, x_real, x_fake)
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
+        return self.base.g_loss(nets, x_real, x_fake, rng)
 
     # -- the perturbed real stream ----------------------------------------------------------------
     def perturb_real(self, x_real: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

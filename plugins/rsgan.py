@@ -55,11 +55,13 @@ class RSGAN(gbench.Variant):
     paper = "Jolicoeur-Martineau 2019, The relativistic discriminator (arXiv:1807.00734)"
     Config = RSGANConfig
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         loss = average_d_loss if self.config.average else d_loss
         return loss(nets.critic(x_real), nets.critic(x_fake))
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         loss = average_g_loss if self.config.average else g_loss
         return loss(nets.critic(x_real), nets.critic(x_fake))
 

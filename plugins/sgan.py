@@ -34,10 +34,12 @@ class SGAN(gbench.Variant):
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets (arXiv:1406.2661)"
     Config = SGANConfig
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return d_loss(nets.critic(x_real), nets.critic(x_fake))
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return g_loss(nets.critic(x_fake), self.config.non_saturating)
 
 

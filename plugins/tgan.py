@@ -115,15 +115,18 @@ class TGAN(gbench.Variant):
         """SN on T: the suite's ``[model] spectral_norm`` for T-SGAN; always for T-WGAN (its only Lipschitz control)."""
         return True if self.config.loss == "wgan" else bool(backbone.spectral_norm)
 
-    def real_scores(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def real_scores(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         """T(x_r, x_f) with the fakes fixed: what R1 differentiates with respect to x_r."""
         return nets.critic(x_real, x_fake)
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         loss = sgan_d_loss if self.config.loss == "sgan" else wgan_d_loss
         return loss(*nets.critic.both_orders(x_real, x_fake))
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         loss = sgan_g_loss if self.config.loss == "sgan" else wgan_g_loss
         return loss(*nets.critic.both_orders(x_real, x_fake))
 

@@ -44,10 +44,12 @@ class LSGAN(gbench.Variant):
     paper = "Mao et al. 2017, Least Squares Generative Adversarial Networks (arXiv:1611.04076)"
     Config = LSGANConfig
 
-    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return d_loss(nets.critic(x_real), nets.critic(x_fake), self.config.a, self.config.b)
 
-    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, nets: gbench.Nets, x_real: torch.Tensor, x_fake: torch.Tensor,
+               rng: torch.Generator | None = None) -> torch.Tensor:
         return g_loss(nets.critic(x_fake), self.config.c)
 
 

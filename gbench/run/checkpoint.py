@@ -1,6 +1,7 @@
 """Checkpoints: a trial's full training state, saved atomically so that a killed run can resume.
 
-A checkpoint holds everything the next G step depends on: both nets (parameters and buffers, so a
+A checkpoint holds everything the next G step depends on, for a trial or a batched group of trials
+(one file, the group's stacked tensors and every trial's streams): both nets (parameters and buffers, so a
 variant's own state such as DeLiGAN's mixture latent or spectral-norm vectors come along), the EMA
 copy of G if ``[optim] ema_decay`` is on, both Adam states (with their current learning rates; the
 schedule itself is a function of the G step), the fp16 loss scalers, the G step and the budget consumed so far, the loss curve, the
@@ -28,55 +29,54 @@ import torch
 
 from gbench.run.budget import Meter
 from gbench.errors import GbenchError
-from gbench.run.loop import BatchStream, LoopState, Outcome
+from gbench.run.loop import Group, LoopState, Outcome
 from gbench.run.results import write_atomic
-from gbench.variant import Nets
 
-FORMAT = 1
+FORMAT = 2  # 2: groups of trials (stacked nets, per-trial streams)
 CHECKPOINTS = "checkpoints"
 # what must match between the run that wrote a checkpoint and the one that resumes from it
-KEY = ("format", "trial_id", "suite_hash", "device", "precision")
+KEY = ("format", "trial_ids", "suite_hash", "device", "precision", "mode")
 
 
 def checkpoint_path(out: Path, trial_id: str) -> Path:
+    """A trial's checkpoint; a group's is that of its first trial (its key lists all of them)."""
     return Path(out) / CHECKPOINTS / f"{trial_id}.pt"
 
 
 @dataclass
-class TrainingState:
-    """The live objects of one trial that a checkpoint saves and restores in place."""
+class GroupState:
+    """The live objects of a group of S trials (S = 1: one trial) that a checkpoint saves and restores
+    in place: the stacked nets, so one file holds the whole group."""
 
-    nets: Nets
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    data: BatchStream
-    rngs: Mapping[str, torch.Generator]  # the trial's RNG streams by name ("data", "latent", "variant")
+    group: Group
     meter: Meter
-    evaluations: list[dict[str, Any]]
-    key: Mapping[str, Any]  # trial_id, suite_hash, device, precision: checked on load
-    resumed_at: list[int] = field(default_factory=list)  # the G steps this trial was resumed from
-    ema: torch.nn.Module | None = None  # the EMA copy of G ([optim] ema_decay), saved beside it
+    evaluations: list[list[dict[str, Any]]]  # per trial
+    key: Mapping[str, Any]  # trial_ids, suite_hash, device, precision, mode: checked on load
+    resumed_at: list[int] = field(default_factory=list)  # the G steps this group was resumed from
 
     def state_dict(self, loop: LoopState) -> dict[str, Any]:
-        cuda = self.data.data.device.type == "cuda"
+        g = self.group
+        cuda = g.streams[0].data.device.type == "cuda"
         return {
             **self.key,
             "format": FORMAT,
             "step": loop.step,
-            "generator": self.nets.generator.state_dict(),
-            "critic": self.nets.critic.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "generator": g.players.g.state_dict(),
+            "critic": g.players.d.state_dict(),
+            "ema": g.ema.state_dict() if g.ema is not None else None,
+            "opt_g": g.opt_g.state_dict(),
+            "opt_d": g.opt_d.state_dict(),
             "scalers": loop.scalers,
             "loss_window": torch.stack(loop.window).cpu() if loop.window else None,
-            "loss_curve": loop.outcome.loss_curve,
+            "outcomes": [{"diverged_at": o.diverged_at, "loss_curve": o.loss_curve, "stopped_at": o.stopped_at}
+                         for o in loop.outcomes],
             "consumed": self.meter.consumed.as_dict(),
             "evaluations": _plain(self.evaluations),
             "resumed_at": list(self.resumed_at),
-            "data_stream": {"order": self.data._order.cpu(), "pos": self.data._pos},
+            "data_streams": [{"order": s._order.cpu(), "pos": s._pos} for s in g.streams],
             "rng": {
-                "streams": {name: g.get_state() for name, g in self.rngs.items()},
+                "streams": {name: [r.get_state() for r in rngs] for name, rngs in self._rngs().items()},
+                "trial_globals": list(g.global_rngs) if g.global_rngs is not None else None,
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if cuda else None,
                 "numpy": _numpy_state(),
@@ -84,25 +84,34 @@ class TrainingState:
             },
         }
 
+    def _rngs(self) -> dict[str, list[torch.Generator]]:
+        g = self.group
+        return {"latent": g.latent_rngs, "variant": g.variant_rngs, "loss": g.loss_rngs,
+                "data": [s.rng for s in g.streams]}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> LoopState:
         """Restore everything in place; returns the loop's state, to pass to ``train(start=...)``."""
-        self.nets.generator.load_state_dict(state["generator"])
-        self.nets.critic.load_state_dict(state["critic"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        device = self.data.data.device
-        self.data._order = state["data_stream"]["order"].to(device)
-        self.data._pos = int(state["data_stream"]["pos"])
+        g = self.group
+        g.players.g.load_state_dict(state["generator"])
+        g.players.d.load_state_dict(state["critic"])
+        if g.ema is not None:
+            g.ema.load_state_dict(state["ema"])
+        g.opt_g.load_state_dict(state["opt_g"])
+        g.opt_d.load_state_dict(state["opt_d"])
+        device = g.streams[0].data.device
+        for stream, saved in zip(g.streams, state["data_streams"]):
+            stream._order, stream._pos = saved["order"].to(device), int(saved["pos"])
         consumed = self.meter.consumed
         for f in fields(consumed):
             setattr(consumed, f.name, state["consumed"][f.name])
         self.evaluations[:] = state["evaluations"]
         self.resumed_at[:] = [*state["resumed_at"], int(state["step"])]
         rng = state["rng"]
-        for name, g in self.rngs.items():
-            g.set_state(rng["streams"][name])
+        for name, rngs in self._rngs().items():
+            for r, saved in zip(rngs, rng["streams"][name]):
+                r.set_state(saved)
+        if g.global_rngs is not None:
+            g.global_rngs[:] = rng["trial_globals"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -111,7 +120,7 @@ class TrainingState:
         window = state["loss_window"]
         return LoopState(
             step=int(state["step"]),
-            outcome=Outcome(loss_curve=list(state["loss_curve"])),
+            outcomes=[Outcome(o["diverged_at"], list(o["loss_curve"]), int(o["stopped_at"])) for o in state["outcomes"]],
             window=[row.to(device) for row in window] if window is not None else [],
             scalers=dict(state["scalers"]),
         )
@@ -120,7 +129,7 @@ class TrainingState:
         save(path, self.state_dict(loop))
 
     def resume(self, path: Path) -> LoopState:
-        """Restore from the checkpoint at ``path``; a checkpoint of another trial or run is an error."""
+        """Restore from the checkpoint at ``path``; a checkpoint of another group or run is an error."""
         state = load(path)
         for k in KEY:
             expected = FORMAT if k == "format" else self.key[k]

@@ -39,7 +39,9 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import torch
 
 from gbench.errors import GbenchError
-from gbench.run.trial import Runtime, Trial, describe, run_trial
+from gbench.backbones import build_backbone
+from gbench.run.batched import probe
+from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, describe, run_group, run_trial
 
 EXECUTORS = ("local", "process", "ray")
 RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
@@ -193,6 +195,94 @@ class LocalExecutor:
                 progress = lambda step, t=trial: on_progress(t, step)  # noqa: E731
             on_result(trial, run_one(trial, runtime, threads=self.threads, progress=progress,
                                      options=options(trial) if options else None))
+
+
+# -- batched groups ----------------------------------------------------------------------------------
+
+
+def plan(trial: Trial, runtime: Runtime) -> tuple[str | None, str]:
+    """How the seeds of ``trial``'s variant configuration train together: ("vmap", "") when one
+    vectorised call computes them (``gbench.run.batched.probe``), ("loop", why) when they train
+    trial by trial in one group, (None, why) when they cannot share a group. Decided here, once."""
+    if runtime.precision == "fp16":
+        return None, ("fp16 loss scaling skips the optimiser step of every trial of a group when one "
+                      "overflows, so its trials run separately")
+    suite = trial.suite
+    variant = build_variant(trial.variant, suite.dataset)
+    dataset = build_dataset(suite.dataset, runtime.data_root)
+    backbone = build_backbone(suite.model.arch, dataset.data_shape, dict(suite.model.options))
+    device, S, B = torch.device(runtime.device), 2, 4
+    state = torch.get_rng_state()
+    try:
+        g = torch.Generator(device).manual_seed(0)
+        x_real = torch.randn(S, B, *dataset.data_shape, generator=g, device=device).clamp_(-1, 1)
+        z = torch.randn(S, B, suite.model.z_dim, generator=g, device=device)
+        why = probe(variant, lambda s: build_nets(variant, backbone, s, device), x_real, z,
+                    lambda: [torch.Generator(device).manual_seed(s) for s in range(S)])
+    finally:
+        torch.set_rng_state(state)
+    return ("vmap", "") if why is None else ("loop", why)
+
+
+def groups(trials: Sequence[Trial], runtime: Runtime, local: bool,
+           say: Callable[[str], None]) -> tuple[list[tuple[list[Trial], str]], list[Trial]]:
+    """The batched groups of ``trials`` (all seeds of one variant configuration; with their mode) and
+    the trials left to run one by one. Each configuration that is not vmapped is named in one line
+    through ``say``. Without ``runtime.batch`` (``--no-batch``) nothing is grouped."""
+    if not runtime.batch:
+        return [], list(trials)
+    by_config: dict[tuple[str, str], list[Trial]] = {}
+    for t in trials:
+        by_config.setdefault((t.suite.hash, t.variant.label), []).append(t)
+    out, alone = [], []
+    for group in by_config.values():
+        if len(group) < 2:
+            alone += group
+            continue
+        mode, why = plan(group[0], runtime)
+        label = group[0].variant.label
+        if mode == "vmap":
+            out.append((group, mode))
+        elif mode == "loop" and local:
+            say(f"gbench: {label}: its {len(group)} seeds train together trial by trial, not vmapped: {why}")
+            out.append((group, mode))
+        else:
+            why = why if mode is None else f"{why}; with --executor {runtime_executor(local)} they run separately"
+            say(f"gbench: {label}: not batched: {why}")
+            alone += group
+    return out, alone
+
+
+def runtime_executor(local: bool) -> str:
+    return "local" if local else "process/ray"
+
+
+def run_groups(trials: Sequence[Trial], runtime: Runtime, on_result: OnResult, on_progress: OnProgress | None,
+               threads: int | None, options: RunOptions | None, local: bool,
+               say: Callable[[str], None]) -> list[Trial]:
+    """Train every batched group of ``trials`` in this process with ``threads`` torch threads (None:
+    torch's setting), handing each record to ``on_result``; returns the trials left for the executor."""
+    batched, alone = groups(trials, runtime, local, say)
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        for group, mode in batched:
+            def progress(step: int, group: list[Trial] = group) -> None:
+                for t in group:
+                    if on_progress is not None:
+                        on_progress(t, step)
+
+            extra = dict(options(group[0])) if options else {}
+            for t, record in zip(group, run_group(group, runtime, progress, mode=mode, **extra)):
+                record["runtime"].update(executor="batched", jobs=1, threads=threads)
+                record["provenance"] = {**record.get("provenance", {}), "pid": os.getpid(),
+                                        "host": socket.gethostname(), "torch_threads": torch.get_num_threads()}
+                on_result(t, record)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+    return alone
 
 
 # -- process pool -----------------------------------------------------------------------------------

@@ -1,23 +1,24 @@
 """One trial: a variant, a dataset and a seed, trained under the suite's budget and scored."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from gbench.backbones import build_backbone
 from gbench.run.budget import Meter
-from gbench.run.checkpoint import TrainingState
 from gbench.errors import GbenchError
-from gbench.run.loop import BatchStream, train
+from gbench.run.batched import Players, Stack, stack
+from gbench.run.budget import Consumed
+from gbench.run.checkpoint import GroupState
+from gbench.run.loop import BatchStream, Group, Outcome, train
 from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
 from gbench.observers import notify, observing
@@ -27,8 +28,9 @@ from gbench.suite import DatasetSpec, Suite, VariantSpec, safe_label
 from gbench.datasets.toy import ToyMixture
 from gbench.variant import Nets, Variant, make_config
 
-# Independent RNG streams of a trial, derived from its seed.
-STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT = range(4)
+# Independent RNG streams of a trial, derived from its seed: net initialisation (torch's global RNG),
+# the data order, the latents, the variant's perturbation of the real stream, its losses' ``rng``.
+STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT, STREAM_LOSS = range(5)
 
 # Samples kept from the final evaluation for the report's plots (the runner saves them as .npy).
 KEPT_SAMPLES = {"toy": 2000, "image": 64}
@@ -45,7 +47,7 @@ class Runtime:
     data_root: str | None = None  # overrides the suite's [dataset] options.root
     inception_weights: str | None = None  # overrides the suite's [eval.fidelity] weights
     checkpoint_every: int = 1000  # save the training state every N G steps for --resume (0: at evaluations only)
-    batch_seeds: int = 0  # toy MLP suites: N seeds of a variant as one batched model (gbench.run.batched); -1: all; 0: off
+    batch: bool = True  # train the seeds of each variant configuration together (gbench.run.loop); --no-batch: off
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class Trial:
 
 
 def trials_of(suite: Suite) -> list[Trial]:
-    return [Trial(suite, v, s) for v in suite.variants for s in suite.seeds]
+    """Every trial; each sees the suite with its variant's own optimiser and budget (``Suite.for_variant``)."""
+    return [Trial(suite.for_variant(v), v, s) for v in suite.variants for s in suite.seeds]
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -126,89 +129,158 @@ def build_variant(spec: VariantSpec, dataset: DatasetSpec | None = None) -> Vari
 
 def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
               checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train and evaluate one trial. Never raises for a failed trial: the status says what happened.
+    """Train and evaluate one trial (a group of one, the plain loop). Never raises for a failed
+    trial: the status says what happened.
 
     With ``checkpoint_path``, the training state is saved there (``gbench.run.checkpoint``) at each
     evaluation and every ``runtime.checkpoint_every`` G steps; with ``resume`` too, a checkpoint found
     there is restored and training continues from it."""
+    return run_group([trial], runtime, progress, checkpoint_path, resume)[0]
+
+
+def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
+              checkpoint_path: Path | None = None, resume: bool = False, mode: str = "loop") -> list[dict[str, Any]]:
+    """Train the S ``trials`` (one variant configuration of one suite, distinct seeds) together in the
+    one loop (``gbench.run.loop``; ``mode`` "vmap" or "loop", ``gbench.run.batched``) and evaluate
+    each; one record per trial, in order. Never raises for a failed group: every trial's status says
+    what happened. Checkpoints as :func:`run_trial`, one file for the group."""
+    trials = list(trials)
+    first = trials[0]
+    if any(t.suite.hash != first.suite.hash or t.variant != first.variant for t in trials) or \
+            len({t.seed for t in trials}) != len(trials):
+        raise GbenchError("a batched group is one variant of one suite with distinct seeds")
     started = time.time()
-    record: dict[str, Any] = {"trial_id": trial.id, "status": "failed", "error": None, **describe(trial, runtime)}
-    if observing("trial_started"):
-        notify("trial_started", trial_info={k: v for k, v in record.items() if k not in ("status", "error")})
+    records: list[dict[str, Any]] = []
+    for t in trials:
+        record: dict[str, Any] = {"trial_id": t.id, "status": "failed", "error": None, **describe(t, runtime)}
+        if len(trials) > 1:
+            record["runtime"].update(batched=len(trials), batched_seeds=[u.seed for u in trials], batched_mode=mode)
+        records.append(record)
+        if observing("trial_started"):
+            notify("trial_started", trial_info={k: v for k, v in record.items() if k not in ("status", "error")})
     try:
-        record.update(_run(trial, runtime, progress, checkpoint_path, resume))
-        record["protocol"]["metrics"] = record.pop("metric_protocol")
+        for record, output in zip(records, _run(trials, runtime, progress, checkpoint_path, resume, mode)):
+            record.update(output)
+            record["protocol"]["metrics"] = record.pop("metric_protocol")
     except GbenchError as exc:
-        record["error"] = str(exc)
-    except Exception as exc:  # a crashing trial is recorded and the suite goes on
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc()
-    record["started"] = started
-    if observing("trial_finished"):
-        notify("trial_finished", trial_id=trial.id, result={k: v for k, v in record.items() if k != "_samples"})
-    return record
+        for record in records:
+            record["error"] = str(exc)
+    except Exception as exc:  # a crashing group is recorded and the suite goes on
+        for record in records:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            record["traceback"] = traceback.format_exc()
+    for t, record in zip(trials, records):
+        record["started"] = started
+        if observing("trial_finished"):
+            notify("trial_finished", trial_id=t.id, result={k: v for k, v in record.items() if k != "_samples"})
+    return records
 
 
-def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
-         checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
-    suite, seed, device = trial.suite, trial.seed, torch.device(runtime.device)
-    variant = build_variant(trial.variant, suite.dataset)
+def build_nets(variant: Variant, backbone: Any, seed: int, device: torch.device) -> Nets:
+    """Trial ``seed``'s nets: built by the variant from the backbone right after seeding torch's global
+    RNG with the trial's init stream, generator first."""
+    torch.manual_seed(stream_seed(seed, STREAM_INIT))
+    return Nets(variant.build_generator(backbone).to(device), variant.build_critic(backbone).to(device))
+
+
+def _run(trials: list[Trial], runtime: Runtime, progress: Callable[[int], None] | None,
+         checkpoint_path: Path | None, resume: bool, mode: str) -> list[dict[str, Any]]:
+    suite, device, S = trials[0].suite, torch.device(runtime.device), len(trials)
+    variant = build_variant(trials[0].variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
     reference = build_reference(suite.dataset, dataset, runtime.data_root)
     metrics = metrics_for(reference, suite.eval.metrics, metric_options(suite, runtime))
-    train_set = dataset.training_set(suite.dataset.train_size, suite.dataset.seed)
+    train_set = dataset.training_set(suite.dataset.train_size, suite.dataset.seed).to(device)
 
     backbone = build_backbone(suite.model.arch, dataset.data_shape, dict(suite.model.options))
-    torch.manual_seed(stream_seed(seed, STREAM_INIT))
-    nets = Nets(variant.build_generator(backbone).to(device), variant.build_critic(backbone).to(device))
+    global_rngs = []
+    nets = []
+    for t in trials:
+        nets.append(build_nets(variant, backbone, t.seed, device))
+        global_rngs.append(torch.get_rng_state())  # each trial's global RNG continues from its own init
+    players = Players(stack([n.generator for n in nets]), stack([n.critic for n in nets]), mode)
+    del nets
     opt = suite.optim
-    opt_g = torch.optim.Adam(nets.generator.parameters(), lr=opt.g_lr, betas=opt.betas)
-    opt_d = torch.optim.Adam(nets.critic.parameters(), lr=opt.d_lr, betas=opt.betas)
-    ema = ema_copy(nets.generator) if opt.ema_decay > 0 else None
-    reported = ema if ema is not None else nets.generator  # the generator whose metrics the trial reports
+    # foreach: the multi-tensor form of Adam, elementwise like the per-tensor one (one Adam per player
+    # over the stacked tensors is S Adams with the same settings)
+    opt_g = torch.optim.Adam(players.g.params.values(), lr=opt.g_lr, betas=opt.betas, foreach=True)
+    opt_d = torch.optim.Adam(players.d.params.values(), lr=opt.d_lr, betas=opt.betas, foreach=True)
+    ema = ema_copy(players.g) if opt.ema_decay > 0 else None
 
-    def rng(stream: int) -> torch.Generator:
+    def rng(seed: int, stream: int) -> torch.Generator:
         return torch.Generator(device).manual_seed(stream_seed(seed, stream))
 
-    data = BatchStream(train_set.to(device), suite.budget.batch_size, rng(STREAM_DATA))
-    latent_rng, batch, z_dim = rng(STREAM_LATENT), suite.budget.batch_size, suite.model.z_dim
-
-    def latent() -> torch.Tensor:
-        return torch.randn(batch, z_dim, generator=latent_rng, device=device)
+    batch = suite.budget.batch_size
+    group = Group(players, opt_g, opt_d, [BatchStream(train_set, batch, rng(t.seed, STREAM_DATA)) for t in trials],
+                  [rng(t.seed, STREAM_LATENT) for t in trials], [rng(t.seed, STREAM_VARIANT) for t in trials],
+                  [rng(t.seed, STREAM_LOSS) for t in trials], suite.model.z_dim, ema,
+                  global_rngs if S > 1 and mode == "loop" else None)
 
     meter = Meter(device)
-    evaluations: list[dict[str, Any]] = []
-    kept: list[np.ndarray] = []  # the latest evaluation's first samples, for the report's plots
+    evaluations: list[list[dict[str, Any]]] = [[] for _ in trials]
+    kept: list[list[np.ndarray]] = [[] for _ in trials]  # each trial's latest evaluation's first samples
+    eval_seconds = [0.0] * S
     steps_at = {max(1, round(a * suite.budget.g_steps)): a for a in suite.eval.at}
 
-    def checkpoint(step: int) -> None:
-        t0 = time.perf_counter()
-        values, errors = evaluate(reported, reference, metrics, suite, device, kept)
-        if ema is not None:  # the raw G too, under "raw." keys
-            raw_values, raw_errors = evaluate(nets.generator, reference, metrics, suite, device)
-            values.update({f"{RAW_PREFIX}{k}": v for k, v in raw_values.items()})
-            errors.update({f"{RAW_PREFIX}{k}": v for k, v in raw_errors.items()})
-        evaluations.append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
-                            **({"metric_errors": errors} if errors else {})})
-        meter.consumed.eval_seconds += time.perf_counter() - t0
-        if observing("evaluated"):
-            notify("evaluated", trial_id=trial.id, g_step=step, metrics=values, samples=kept[0] if kept else None)
+    def reported(s: int) -> torch.nn.Module:
+        """The generator whose metrics trial s reports: the EMA copy if there is one."""
+        return (ema if ema is not None else players.g).unstack(s)
 
-    variant_rng = rng(STREAM_VARIANT)
-    state = TrainingState(nets, opt_g, opt_d, data, {"data": data.rng, "latent": latent_rng, "variant": variant_rng},
-                          meter, evaluations, {"trial_id": trial.id, "suite_hash": suite.hash,
-                                               "device": runtime.device, "precision": runtime.precision},
-                          ema=ema)
+    def checkpoint(step: int, active: list[int]) -> None:
+        for s in active:
+            t0 = time.perf_counter()
+            with group.own_rng(s):  # a net that draws (DeLiGAN) draws from the trial's own global RNG
+                values, errors = evaluate(reported(s), reference, metrics, suite, device, kept[s])
+            if ema is not None:  # the raw G too, under "raw." keys
+                with group.own_rng(s):
+                    raw_values, raw_errors = evaluate(players.g.unstack(s), reference, metrics, suite, device)
+                values.update({f"{RAW_PREFIX}{k}": v for k, v in raw_values.items()})
+                errors.update({f"{RAW_PREFIX}{k}": v for k, v in raw_errors.items()})
+            evaluations[s].append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
+                                   **({"metric_errors": errors} if errors else {})})
+            eval_seconds[s] += time.perf_counter() - t0
+            if observing("evaluated"):
+                notify("evaluated", trial_id=trials[s].id, g_step=step, metrics=values,
+                       samples=kept[s][0] if kept[s] else None)
+
+    state = GroupState(group, meter, evaluations, {"trial_ids": [t.id for t in trials], "suite_hash": suite.hash,
+                                                   "device": runtime.device, "precision": runtime.precision,
+                                                   "mode": mode})
     start = state.resume(checkpoint_path) if resume and checkpoint_path and checkpoint_path.is_file() else None
     save = (lambda loop: state.save(checkpoint_path, loop)) if checkpoint_path else None
-    outcome = train(variant, nets, opt_g, opt_d, data, latent, variant_rng, suite.budget, meter,
-                    checkpoint, set(steps_at), progress or (lambda step: None), precision=runtime.precision,
-                    start=start, save=save, save_every=runtime.checkpoint_every,
-                    log=(lambda step, scalars: notify("log_scalars", trial_id=trial.id, g_step=step, scalars=scalars))
-                    if observing("log_scalars") else None, optim=opt, ema=ema, log_every=suite.eval.log_every)
+    log = (lambda s, step, scalars: notify("log_scalars", trial_id=trials[s].id, g_step=step, scalars=scalars)) \
+        if observing("log_scalars") else None
+    outcomes = train(variant, group, suite.budget, meter, checkpoint, set(steps_at),
+                     progress or (lambda step: None), precision=runtime.precision, start=start, save=save,
+                     save_every=runtime.checkpoint_every, log=log, optim=opt)
+    late = [s for s, o in enumerate(outcomes) if o.diverged_at is None and
+            (not evaluations[s] or evaluations[s][-1]["g_step"] != o.stopped_at)]
+    if late:  # stopped early by the device-seconds cap: score where it stopped
+        checkpoint(outcomes[late[0]].stopped_at, late)
     used = meter.consumed
-    if outcome.diverged_at is None and (not evaluations or evaluations[-1]["g_step"] != used.g_steps):
-        checkpoint(used.g_steps)  # stopped early by the device-seconds cap: score where it stopped
+    return [_output(variant, dataset, reference, suite, metrics, device, outcomes[s], evaluations[s], kept[s],
+                    Nets(reported(s), players.d.unstack(s)), _consumed(used, outcomes[s], S, eval_seconds[s],
+                                                                      suite.budget),
+                    state.resumed_at, ema is not None) for s in range(S)]
+
+
+def _consumed(used: Consumed, outcome: Outcome, size: int, eval_seconds: float, budget: Any) -> dict[str, Any]:
+    """One trial's consumption: its own steps and images, its 1/S share of the group's time (the
+    group's totals beside it when S > 1)."""
+    c = dataclasses.replace(used, g_steps=outcome.stopped_at, d_steps=outcome.stopped_at * budget.d_steps_per_g_step,
+                            device_seconds=used.device_seconds / size, wall_seconds=used.wall_seconds / size,
+                            eval_seconds=eval_seconds,
+                            stopped_by="diverged" if outcome.diverged_at is not None else used.stopped_by)
+    c.d_real_images = c.d_fake_images = c.d_steps * budget.batch_size
+    c.g_images = c.g_steps * budget.batch_size
+    extra = {"batched_device_seconds": used.device_seconds, "batched_wall_seconds": used.wall_seconds} if size > 1 else {}
+    return {**c.as_dict(), **extra}
+
+
+def _output(variant: Variant, dataset: Any, reference: Any, suite: Suite, metrics: list[Metric], device: torch.device,
+            outcome: Outcome, evaluations: list[dict[str, Any]], kept: list[np.ndarray], nets: Nets,
+            consumed: dict[str, Any], resumed_at: list[int], has_ema: bool) -> dict[str, Any]:
+    """The trained part of one trial's record, built in one place."""
     status = "diverged" if outcome.diverged_at is not None else "ok"
     why: dict[str, str] = {}
     if status == "ok" and "samples" in evaluations[-1].get("metric_errors", {}):
@@ -223,12 +295,11 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
         "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
         "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
         "evaluations": evaluations,
-        "generator": "ema" if ema is not None else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
-        "target": _target(variant, dataset, reference, suite, Nets(reported, nets.critic), metrics, device,
-                          status == "ok"),
-        "consumed": used.as_dict(),
+        "generator": "ema" if has_ema else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
+        "target": _target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
+        "consumed": consumed,
         "loss_curve": outcome.loss_curve,
-        "resumed_at": state.resumed_at,  # G steps this trial continued from a checkpoint (killed runs)
+        "resumed_at": list(resumed_at),  # G steps this trial continued from a checkpoint (killed runs)
         "variant_config": variant.describe(),
         "metric_protocol": {m.name: m.protocol() for m in metrics},
         "data_kind": reference.kind,
@@ -237,11 +308,10 @@ def _run(trial: Trial, runtime: Runtime, progress: Callable[[int], None] | None,
     }
 
 
-def ema_copy(generator: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of G for the exponential moving average of its weights (``gbench.run.loop``)."""
-    ema = copy.deepcopy(generator)
-    ema.requires_grad_(False)
-    return ema
+def ema_copy(generator: Stack) -> Stack:
+    """A frozen copy of the stacked G for the exponential moving average of its weights (``gbench.run.loop``)."""
+    return Stack(generator.module, {k: v.detach().clone() for k, v in generator.params.items()},
+                 {k: v.detach().clone() for k, v in generator.buffers.items()})
 
 
 def describe(trial: Trial, runtime: Runtime) -> dict[str, Any]:
