@@ -82,9 +82,9 @@ def cli() -> None:
 @click.option("--threads", type=int, metavar="N",
               help="torch threads per trial; the same N gives the same numbers on every executor "
                    "[local: torch's default; process, ray: CPUs // jobs].")
-@click.option("--batch-seeds", type=click.IntRange(min=-1), is_flag=False, flag_value=-1, default=0, metavar="[N]",
-              help="Toy MLP suites: train the seeds of each eligible variant as one batched model (N per model; "
-                   "alone: all), in this process; separate runs' numbers (docs/batched.md).")
+@click.option("--no-batch", is_flag=True,
+              help="Train every seed separately (default: the seeds of each variant configuration train "
+                   "together as one batched group, in this process; docs/batched.md).")
 @click.option("--tensorboard", is_flag=True,
               help="Log losses, metrics and samples to OUT/tensorboard/ (pip install 'gbench[tensorboard]'; "
                    "local executor).")
@@ -92,7 +92,7 @@ def cli() -> None:
 def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
         precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool,
         checkpoint_every: int, executor: str, jobs: int | None, address: str | None, threads: int | None,
-        batch_seeds: int = 0, tensorboard: bool = False) -> None:
+        no_batch: bool = False, tensorboard: bool = False) -> None:
     """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table.
 
     Exit status: 0 when every trial finished (ok or diverged), 1 when a trial failed (crashed, was
@@ -111,11 +111,10 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
         raise GbenchError("--resume needs --out DIR (the run to continue)")
     out = out or Path("runs") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     runtime = Runtime(device, precision, data_root, inception_weights, checkpoint_every=checkpoint_every,
-                      batch_seeds=batch_seeds)
+                      batch=not no_batch)
     pool = make_executor(executor, jobs, address, threads)
-    if tensorboard and (pool.name != "local" or batch_seeds):
-        raise GbenchError("--tensorboard observes trials in this process: use it with --executor local, "
-                          "without --batch-seeds")
+    if tensorboard and pool.name != "local":
+        raise GbenchError("--tensorboard observes trials in this process: use it with --executor local")
     from contextlib import nullcontext
     from gbench.observers import tensorboard as tb
 
