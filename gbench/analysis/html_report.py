@@ -1,9 +1,16 @@
-"""One self-contained HTML page per run: the tables, the protocol and the plots.
+"""One self-contained HTML page per run: overview, tables, samples, dynamics, settings, protocol.
 
 ``write_html(run_dir)`` reads the run's manifest, trial results and saved samples (it never
 recomputes a metric), writes ``run_dir/report.html`` with every plot embedded as a base64 PNG, and
 writes the same plots beside it as ``run_dir/plots/<name>.png`` and ``.pdf`` for papers. The page
 loads nothing: no external CSS, scripts, fonts or images.
+
+Sections (a navigation bar links them): an overview ranking the variants on the run's primary metric
+(:func:`gbench.analysis.layer.primary_metric`) with ``gbench compare``'s intervals and Holm-corrected
+significance and a forest plot of the differences from the best variant; the report's tables and the
+per-seed table; the plots (final samples annotated with each trial's metrics, sample evolution, loss
+curves, metrics against budget, the δ plot); variant settings, dataset, model and optimiser as
+key/value tables; the evaluation protocol and provenance, with the run's start and finish times.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import base64
 import html
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +27,7 @@ from tabulate import tabulate
 from gbench.atomic import write_atomic
 from gbench.errors import GbenchError
 from gbench.analysis import report
+from gbench.analysis.layer import group_by_label, primary_metric, setting_differences, settings_of
 from gbench.analysis.report import _footnote, _protocol, summarise
 from gbench.run.results import load_results
 
@@ -32,7 +41,9 @@ color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}td.num{text-align:right}tr.differs td{background:#fff6dd}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:.4em 0;z-index:9;font-size:.92em}
+nav a{margin-right:1em;color:#0645ad;text-decoration:none}nav a:hover{text-decoration:underline}
 dl.kv{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:.5em 0}dl.kv dt{font-weight:600}
 dl.kv dd{margin:0}
 pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:.6em;overflow:auto;font-size:.85em}
@@ -89,10 +100,7 @@ def _distinct(results: list[dict[str, Any]], *keys: str) -> list[str]:
 def protocol_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> str:
     """Suite, budget, evaluation protocol, metric definitions and provenance, as recorded in the results."""
     p = _protocol(results)
-    budget, proto, dataset = p["budget"] or {}, p["protocol"] or {}, p["dataset"] or {}
-    first = next((r for r in results if r.get("protocol")), {})
-    model = first.get("model") or {}
-    optim = first.get("optim") or {}
+    budget, proto = p["budget"] or {}, p["protocol"] or {}
     content = manifest.get("suite_content") or {}
     suite = [
         ("suite", manifest.get("suite")),
@@ -102,9 +110,6 @@ def protocol_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> st
         ("variants", ", ".join(manifest.get("variants") or ())),
         ("seeds", ", ".join(_distinct(results, "seed"))),
         ("trials", f"{len(results)} results for {len(manifest.get('trials') or ())} trials in the manifest"),
-        ("dataset", json.dumps(dataset, sort_keys=True, default=str) if dataset else None),
-        ("model", json.dumps(model, sort_keys=True, default=str) if model else None),
-        ("optimiser", json.dumps(optim, sort_keys=True, default=str) if optim else None),
     ]
     budget_rows = [
         ("G steps", budget.get("g_steps")),
@@ -132,6 +137,8 @@ def protocol_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> st
             prov_rows.append((label, ", ".join(values) + " (results of this run come from several)"))
     metrics = proto.get("metrics") or {}
     data_prov = _distinct(results, "data_provenance")
+    start, finish = run_times(results)
+    suite += [("started", start), ("finished (last result written)", finish)]
     parts = [
         "<h3>Suite</h3>", _kv(suite),
         "<h3>Budget (identical for every variant)</h3>", _kv(budget_rows),
@@ -161,29 +168,141 @@ def _atomic_write(path: Path, data: bytes) -> None:
     write_atomic(path, lambda f: f.write(data), binary=True)
 
 
+def run_times(results: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """(start, finish) of a run in UTC: its first trial's start and its last result file's write time."""
+    starts = [r["started"] for r in results if isinstance(r.get("started"), (int, float))]
+    ends = [r["_written"] for r in results if isinstance(r.get("_written"), (int, float))]
+
+    def utc(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+    return (utc(min(starts)) if starts else None, utc(max(ends)) if ends else None)
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: Iterable[int] = (), marked: Iterable[int] = ()) -> str:
+    """An escaped HTML table; columns in ``numeric`` right-aligned, rows in ``marked`` highlighted."""
+    numeric, marked = set(numeric), set(marked)
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    num, mark = ' class="num"', ' class="differs"'
+    body = "".join(
+        f"<tr{mark if i in marked else ''}>"
+        + "".join(f"<td{num if j in numeric else ''}>{_e(c)}</td>" for j, c in enumerate(row)) + "</tr>"
+        for i, row in enumerate(rows))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def settings_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """Variant settings (a column per variant; rows that differ highlighted), then dataset, model,
+    optimiser and budget as key/value tables (per variant where variants set their own)."""
+    groups = group_by_label(results, manifest.get("variants", ()))
+    parts = []
+    for title, field in (("Variant settings", "variant_config"), ("Optimiser", "optim"), ("Model", "model"),
+                         ("Dataset", "dataset"), ("Budget", "budget")):
+        per = {label: settings_of(g[0], (field,)) for label, g in groups.items()}
+        keys = list(dict.fromkeys(k for v in per.values() for k in v))
+        if not keys:
+            continue
+        differs = setting_differences({label: g for label, g in groups.items()}, (field,))
+        name = lambda k: k.split(".", 1)[1] if "." in k else k  # noqa: E731
+        if field == "variant_config" or differs:
+            rows = [[name(k)] + [per[label].get(k, "-") for label in groups] for k in keys]
+            marked = [i for i, k in enumerate(keys) if k in differs]
+            note = " (highlighted: differs between variants)" if marked else ""
+            parts.append(f"<h3>{_e(title)}</h3>" + _table(["setting"] + list(groups), rows, marked=marked)
+                         + (f'<p class="note">{_e(note.strip(" ()"))}</p>' if note else ""))
+        else:
+            parts.append(f"<h3>{_e(title)} (every variant)</h3>" + _kv((name(k), v) for k, v in next(iter(per.values())).items()))
+    return "\n".join(parts)
+
+
+def per_seed_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """Every trial's own numbers: a row per variant and seed."""
+    rows = summarise(results, manifest.get("variants", ()))
+    present, _, _ = report.results_table(rows)
+    headers, table = report.per_seed_table(rows, present)
+    return _table(headers, table, numeric=range(3, len(headers)))
+
+
+def overview(run_dir: Path, manifest: dict[str, Any], results: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The ranking on the primary metric with compare's statistics, and the forest plot (as a Plot)."""
+    from gbench.analysis.compare import compare_runs
+    from gbench.analysis.dynamics import forest_figure
+    from gbench.analysis.plots import Plot
+
+    keys = {k for r in results if r.get("status") == "ok" for k in (r.get("metrics") or {})}
+    key = primary_metric(keys)
+    if key is None:
+        return '<p class="note">No ok trial has a metric: nothing to rank.</p>', []
+    if len(group_by_label(results)) < 2:
+        return f'<p class="note">One variant: nothing to rank (primary metric {_e(key)}).</p>', []
+    try:
+        c = compare_runs([run_dir], [key])
+    except GbenchError as exc:
+        return f'<p class="note">Not ranked: {_e(exc)}</p>', []
+    m = c.metrics[0]
+    rates = {s.group: s for s in c.success_rates}
+    order = sorted(c.groups, key=lambda g: (m.summaries[g.name]["rank"] is None, m.summaries[g.name]["rank"] or 0))
+    rows = []
+    for g in order:
+        s = m.summaries[g.name]
+        interval = "-" if s["ci_low"] is None else f"[{s['ci_low']:.4g}, {s['ci_high']:.4g}]"
+        rate = rates.get(g.name)
+        rows.append([("-" if s["rank"] is None else f"{s['rank']}{'=' if s['tied'] else ''}"), g.name,
+                     "-" if s["mean"] is None else f"{s['mean']:.4g}", interval, f"{g.ok}/{g.trials}",
+                     f"{rate.all_modes}/{rate.trials}" if rate else "-"])
+    way = {1: "higher is better", -1: "lower is better"}[m.direction] if m.direction else "no direction"
+    html_ = (f'<p>Ranked on <b>{_e(key)}</b> ({_e(way)}), the primary metric of this run; a variant shares the '
+             f'rank of the best of its class (<code>1=</code>) unless significantly worse after Holm at '
+             f'α = {c.alpha:g} (<code>gbench compare {_e(run_dir)}</code>).</p>'
+             + _table(["rank", "variant", f"mean {key}", "95% CI", "ok/trials", "all modes covered"], rows,
+                      numeric=(2, 3)))
+    if c.settings_differences:
+        html_ += '<p class="note">Settings that differ between variants: ' + _e(", ".join(c.settings_differences)) + "</p>"
+    fig = forest_figure(c, key)
+    plots = [Plot("forest", "Differences from the best variant", (
+        f"Each variant's mean {key} minus the best variant's, with the 95% interval of compare (paired t on "
+        "matched seeds, else Welch); filled markers are significant after the Holm correction."), fig)] if fig else []
+    return html_, plots
+
+
+def _figure_html(run_dir: Path, plot: Any, pdf: bool) -> str:
+    png = _png(plot.figure)
+    _atomic_write(run_dir / PLOTS / f"{plot.name}.png", png)
+    if pdf:
+        buf = io.BytesIO()
+        plot.figure.savefig(buf, format="pdf")
+        _atomic_write(run_dir / PLOTS / f"{plot.name}.pdf", buf.getvalue())
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="{_e(plot.name)}"><h3>{_e(plot.title)}</h3>'
+            f'<img src="data:image/png;base64,{data}" alt="{_e(plot.title + ": " + plot.caption)}">'
+            f"<figcaption>{_e(plot.caption)} (also {_e(PLOTS + '/' + plot.name + '.png')})</figcaption></figure>")
+
+
+SECTIONS = (("overview", "Overview"), ("tables", "Tables"), ("per-seed", "Per seed"), ("plots", "Plots"),
+            ("settings", "Settings"), ("protocol", "Protocol"))
+
+
 def write_html(run_dir: str | Path, out_path: str | Path | None = None, pdf: bool = True) -> Path:
     """Write the run's report page (default ``run_dir/report.html``) and its plots under ``run_dir/plots/``
     (PNG, and PDF when ``pdf``); returns the page's path."""
     from gbench.analysis.plots import run_plots
+    from gbench.run.results import trial_path
 
     run_dir = Path(run_dir)
     manifest, results = load_results(run_dir)
     if not results:
         raise GbenchError(f"{run_dir}: no trial results yet")
+    for r in results:  # when each result was written, for the finish time
+        path = trial_path(run_dir, r["trial_id"])
+        r["_written"] = path.stat().st_mtime if path.is_file() else None
     out = Path(out_path) if out_path is not None else run_dir / REPORT
-    figures = []
-    for plot in run_plots(run_dir, manifest, results):
-        png = _png(plot.figure)
-        _atomic_write(run_dir / PLOTS / f"{plot.name}.png", png)
-        if pdf:
-            buf = io.BytesIO()
-            plot.figure.savefig(buf, format="pdf")
-            _atomic_write(run_dir / PLOTS / f"{plot.name}.pdf", buf.getvalue())
-        data = base64.b64encode(png).decode("ascii")
-        figures.append(
-            f'<figure id="{_e(plot.name)}"><h3>{_e(plot.title)}</h3>'
-            f'<img src="data:image/png;base64,{data}" alt="{_e(plot.title + ": " + plot.caption)}">'
-            f"<figcaption>{_e(plot.caption)} (also {_e(PLOTS + '/' + plot.name + '.png')})</figcaption></figure>")
+    overview_html, overview_plots = overview(run_dir, manifest, results)
+    plots = run_plots(run_dir, manifest, results)
+    figures = [_figure_html(run_dir, p, pdf) for p in plots]
+    overview_html += "".join(_figure_html(run_dir, p, pdf) for p in overview_plots)
+    nav_plots = " ".join(f'<a href="#{_e(p.name)}">{_e(p.title)}</a>' for p in plots)
+    nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in SECTIONS)
+    start, finish = run_times(results)
     title = f"gbench report: {manifest.get('suite')} ({manifest.get('suite_hash')})"
     page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -195,13 +314,21 @@ def write_html(run_dir: str | Path, out_path: str | Path | None = None, pdf: boo
 <style>{CSS}</style>
 </head>
 <body>
+<nav>{nav}</nav>
 <h1>{_e(title)}</h1>
 <p class="note">Written from the result files of {_e(run_dir.resolve())}; no number on this page was recomputed.
-Updated {_e(manifest.get("updated"))}.</p>
+Started {_e(start)}; finished {_e(finish)} ({len(results)} results).</p>
+<h2 id="overview">Overview</h2>
+{overview_html}
 <h2 id="tables">Tables</h2>
 {tables_html(manifest, results)}
+<h2 id="per-seed">Per seed</h2>
+{per_seed_html(manifest, results)}
 <h2 id="plots">Plots</h2>
+<p class="note">{nav_plots}</p>
 {chr(10).join(figures) if figures else '<p class="note">No plot applies to this run.</p>'}
+<h2 id="settings">Settings</h2>
+{settings_html(manifest, results)}
 <h2 id="protocol">Protocol</h2>
 {protocol_html(manifest, results)}
 </body>

@@ -207,3 +207,28 @@ def setting_differences(groups: Mapping[str, Iterable[Result]], fields: Sequence
         if len(set(shown.values())) > 1:
             out[k] = shown
     return out
+
+
+# -- the main metric ------------------------------------------------------------------------------------
+
+# The metric a run is ranked on: the first of these that its results have (toys: JSD against the exact
+# density; images: FID, else KID, else IS, else the classifier JSD bound).
+PRIMARY = ("jsd_bits", "fid", "kid_mean", "isc_mean", "nonstd_fid", "hq_percent", "modes")
+# How the main metrics read in one line: (key, format); modes as k/total.
+_HEADLINE = (("jsd_bits", "JSD {:.3f} bits"), ("fid", "FID {:.2f}"), ("kid_mean", "KID {:.4f}"),
+             ("isc_mean", "IS {:.2f}"), ("nonstd_fid", "FID* {:.2f}"), ("hq_percent", "HQ {:.1f} %"))
+
+
+def primary_metric(keys: Iterable[str]) -> str | None:
+    """The first key of :data:`PRIMARY` among ``keys`` (None if none is)."""
+    present = set(keys)
+    return next((k for k in PRIMARY if k in present), None)
+
+
+def headline(metrics: Mapping[str, Any]) -> str:
+    """A trial's main numbers in one short line: ``JSD 0.123 bits, HQ 91.5 %, modes 8/8``."""
+    parts = [fmt.format(metrics[k]) for k, fmt in _HEADLINE if finite(metrics.get(k))]
+    if finite(metrics.get("modes")):
+        total = metrics.get("modes_total")
+        parts.append(f"modes {metrics['modes']:g}" + (f"/{total:g}" if finite(total) else ""))
+    return ", ".join(parts[:4])

@@ -24,11 +24,12 @@ from typing import Any, Iterable
 import numpy as np
 from matplotlib.figure import Figure
 
+from gbench.analysis.layer import group_by_label, headline
 from gbench.analysis.report import METRIC_COLUMNS, summarise
+from gbench.metrics import direction
 
 PANEL = 2.6  # inches per sample panel
 SAMPLE_COLOR = "#d62728"
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # so that coinciding lines stay visible
 
 
 @dataclass
@@ -46,12 +47,7 @@ class Plot:
 
 def _labels(manifest: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
     """Variant labels in the suite's order, then any others the results name."""
-    order = list(manifest.get("variants") or ())
-    for r in results:
-        label = r.get("label", r.get("trial_id", "?"))
-        if label not in order:
-            order.append(label)
-    return [label for label in order if any(r.get("label", r.get("trial_id")) == label for r in results)]
+    return list(group_by_label(results, manifest.get("variants") or ()))
 
 
 def _colors(labels: Iterable[str]) -> dict[str, str]:
@@ -134,19 +130,50 @@ def toy_law(dataset: dict[str, Any]) -> Any:
     return law if getattr(law, "kind", None) == "toy" and hasattr(law, "log_prob") else None
 
 
-def _window(law: Any, samples: list[np.ndarray]) -> tuple[float, float, float, float]:
-    """A square window around the mixture's components (or around the samples, without a law)."""
+def window(law: Any, samples: list[np.ndarray]) -> tuple[float, float, float, float]:
+    """A square window around the mixture's components, widened to hold 99.5 % of the ``samples`` (at most
+    to 4 times the components' box, so one runaway trial does not shrink the data to a dot; samples
+    outside are marked at the edge, :func:`mark_outside`). Without a law: around the samples."""
+    pts = [s[np.isfinite(s).all(1)] for s in samples if len(s)]
+    pts_all = np.concatenate(pts) if pts else np.zeros((0, 2))
     if law is not None and hasattr(law, "means"):
         means = np.asarray(law.means, dtype=float)
         sig = float(np.max(law.sigmas))
         lo, hi = means.min(0), means.max(0)
     else:
-        pts = np.concatenate([s for s in samples if len(s)]) if samples else np.zeros((1, 2))
-        lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
+        lo, hi = (np.percentile(pts_all, 1, axis=0), np.percentile(pts_all, 99, axis=0)) if len(pts_all) \
+            else (np.zeros(2), np.zeros(2))
         sig = 0.0
     center, half = (lo + hi) / 2, float(max(hi - lo) / 2)
     half = max(half * 1.3, half + 6 * sig, 0.5)
+    if len(pts_all):
+        reach = float(np.quantile(np.abs(pts_all - center).max(1), 0.995)) * 1.05
+        half = min(max(half, reach), 4 * half)
     return center[0] - half, center[0] + half, center[1] - half, center[1] + half
+
+
+def draw_modes(ax: Any, law: Any) -> None:
+    """The law's components as black crosses with their 3-sigma circles (nothing without a law)."""
+    if law is None or not hasattr(law, "means"):
+        return
+    from matplotlib.patches import Circle
+
+    means = np.asarray(law.means, dtype=float)
+    sig = np.broadcast_to(np.asarray(law.sigmas, dtype=float).reshape(-1), (len(means),))
+    for (mx, my), sd in zip(means, sig):
+        ax.add_patch(Circle((mx, my), 3 * sd, fill=False, lw=0.5, ec="0.25", zorder=3))
+    ax.scatter(means[:, 0], means[:, 1], marker="x", s=12, c="black", linewidths=0.7, zorder=4)
+
+
+def mark_outside(ax: Any, x: np.ndarray, box: tuple[float, float, float, float]) -> int:
+    """Samples outside ``box`` drawn as small triangles on its edge where they left; returns their number."""
+    x0, x1, y0, y1 = box
+    x = x[np.isfinite(x).all(1)]
+    out = (x[:, 0] < x0) | (x[:, 0] > x1) | (x[:, 1] < y0) | (x[:, 1] > y1)
+    if out.any():
+        ex, ey = np.clip(x[out, 0], x0, x1), np.clip(x[out, 1], y0, y1)
+        ax.scatter(ex, ey, marker="^", s=10, c="#ff7f0e", linewidths=0, zorder=5, clip_on=False)
+    return int(out.sum())
 
 
 def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]],
@@ -160,7 +187,7 @@ def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: l
     if not samples:
         return None
     law = toy_law(trials[0].get("dataset") or {})
-    x0, x1, y0, y1 = _window(law, list(samples.values()))
+    x0, x1, y0, y1 = window(law, list(samples.values()))
     n_seeds = len({r.get("seed") for r in trials})
     rows, cols = _grid(len(trials), n_seeds)
     fig = Figure(figsize=(cols * PANEL + (1.2 if law is not None else 0.3), rows * PANEL + 0.8), layout="constrained")
@@ -174,6 +201,7 @@ def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: l
         shown = np.clip(logp, top - 12.0, top)  # components as discs about 5 sigma wide
     for ax, r in zip(axes, trials):
         ax.set_title(_plain(f"{r.get('label')} · seed {r.get('seed')}"), fontsize=9)
+        draw_modes(ax, law)
         if law is not None:
             image = ax.imshow(shown, origin="lower", extent=(x0, x1, y0, y1), cmap="Blues", vmin=top - 12.0,
                               vmax=top, interpolation="bilinear", aspect="equal")
@@ -183,8 +211,9 @@ def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: l
                     fontsize=8, color="0.3")
         else:
             ax.scatter(x[:, 0], x[:, 1], s=2, c=SAMPLE_COLOR, alpha=0.5, linewidths=0, rasterized=True)
-            outside = int(np.sum((x[:, 0] < x0) | (x[:, 0] > x1) | (x[:, 1] < y0) | (x[:, 1] > y1)))
-            note = f"n = {len(x)} · G step {_final_step(r)}" + (f" · {outside} outside" if outside else "")
+            outside = mark_outside(ax, x, (x0, x1, y0, y1))
+            note = f"n = {len(x)} · G step {_final_step(r)}" + (f" · {outside} outside (▲)" if outside else "")
+            note += "\n" + headline(r.get("metrics") or {})
             ax.text(0.01, 0.01, note, transform=ax.transAxes, ha="left", va="bottom", fontsize=6.5, zorder=5,
                     bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
         ax.set_xlim(x0, x1)
@@ -273,54 +302,55 @@ def curve_metrics(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(k, title) for k, title, _ in METRIC_COLUMNS if k in seen]
 
 
+UNITS = {"modes": "components", "hq_percent": "% of samples", "reverse_kl": "nats", "jsd_bits": "bits"}
+
+
+def axis_label(key: str, title: str) -> str:
+    """``JSD (bits) ↓ lower is better``: the metric, its unit and its direction."""
+    unit = UNITS.get(key)
+    name = title if unit is None or unit in title else f"{title} ({unit})"
+    way = {1: " ↑ higher is better", -1: " ↓ lower is better"}.get(direction(key) or 0, "")
+    return name + way
+
+
 def metric_curves_figure(manifest: dict[str, Any], results: list[dict[str, Any]]) -> Figure | None:
-    """Each metric against the G steps consumed: per variant the mean over seeds, band from min to max."""
+    """Small multiples: a row per metric, a column per variant; in each panel one thin line per seed and
+    the mean over seeds (thick), the y axis shared along a row so variants compare at a glance."""
     metrics = curve_metrics(results)
     if not metrics:
         return None
-    labels = _labels(manifest, results)
-    colors = _colors(labels)
-    markers = {label: MARKERS[i % len(MARKERS)] for i, label in enumerate(labels)}
-    budget = next((r.get("budget", {}).get("g_steps") for r in results if r.get("budget")), None)
-    cols = min(len(metrics), 3)
-    rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(cols * 4.2, rows * 3.2 + 0.9), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    handles: dict[str, Any] = {}
-    for ax, (key, title) in zip(axes, metrics):
-        for label in labels:
+    groups = group_by_label(results, manifest.get("variants") or ())
+    colors = _colors(groups)
+    budget = max((r.get("budget", {}).get("g_steps") or 0 for r in results), default=0) or None
+    rows, cols = len(metrics), len(groups)
+    fig = Figure(figsize=(max(4.0, cols * 2.6) + 0.8, rows * 2.1 + 0.8), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey="row")
+    for i, (key, title) in enumerate(metrics):
+        for j, (label, group) in enumerate(groups.items()):
+            ax = axes[i, j]
             by_step: dict[int, list[float]] = {}
-            for r in results:
-                if r.get("label") != label:
-                    continue
-                for e in r.get("evaluations") or ():
-                    v = (e.get("metrics") or {}).get(key)
-                    if _finite(v):
-                        by_step.setdefault(e["g_step"], []).append(float(v))
-            if not by_step:
-                continue
-            steps = sorted(by_step)
-            mean = [float(np.mean(by_step[s])) for s in steps]
-            lo = [min(by_step[s]) for s in steps]
-            hi = [max(by_step[s]) for s in steps]
-            (line,) = ax.plot(steps, mean, marker=markers[label], markersize=4, lw=1.5,
-                            color=colors[label], label=_plain(label), markerfacecolor="none")
-            if any(len(by_step[s]) > 1 for s in steps):
-                ax.fill_between(steps, lo, hi, color=colors[label], alpha=0.18, linewidth=0)
-            handles.setdefault(label, line)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("G steps consumed" + (f" (budget {budget})" if budget else ""), fontsize=8)
-        ax.set_ylabel(title, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(True, alpha=0.3)
-        if budget:
-            ax.set_xlim(0, budget * 1.03)
-    for ax in axes[len(metrics):]:
-        ax.set_axis_off()
-    if handles:
-        fig.legend(list(handles.values()), [_plain(h) for h in handles], loc="outside lower center",
-                   ncols=min(len(handles), 6), fontsize=8, frameon=False)
-    fig.suptitle("Metrics against budget consumed (mean over seeds; band: min to max over seeds)", fontsize=10)
+            for r in group:
+                points = [(e["g_step"], float(e["metrics"][key])) for e in r.get("evaluations") or ()
+                          if _finite((e.get("metrics") or {}).get(key))]
+                if points:
+                    ax.plot(*zip(*points), color=colors[label], lw=0.7, alpha=0.55, marker=".", markersize=3)
+                for step, v in points:
+                    by_step.setdefault(step, []).append(v)
+            if by_step:
+                steps = sorted(by_step)
+                ax.plot(steps, [float(np.mean(by_step[t])) for t in steps], color=colors[label], lw=2.2)
+            if i == 0:
+                ax.set_title(_plain(f"{label} ({len(group)} seed{'s' if len(group) > 1 else ''})"), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(axis_label(key, title), fontsize=7)
+            if i == rows - 1:
+                ax.set_xlabel("G steps consumed", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.grid(True, alpha=0.3)
+            if budget:
+                ax.set_xlim(0, budget * 1.03)
+    fig.suptitle("Metrics against budget consumed: a thin line per seed, thick: mean over seeds"
+                 + (f" (budget {budget} G steps)" if budget else ""), fontsize=10)
     return fig
 
 
@@ -348,7 +378,7 @@ def delta_figure(manifest: dict[str, Any], results: list[dict[str, Any]]) -> Fig
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
     deltas = [row["target"]["delta"] for row in rows]
-    top = max(deltas) * 1.15
+    top = max(max(deltas) * (1.15 if len(set(deltas)) > 1 else 2.0), 0.05)  # one δ: room on both sides
     ax.plot([0, top], [0, top], color="0.4", ls="--", lw=1, label="y = x (on target)")
     labelled: set[str] = set()
 
@@ -421,8 +451,23 @@ def run_plots(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[
     fig = metric_curves_figure(manifest, results)
     if fig is not None:
         plots.append(Plot("metrics-vs-budget", "Metrics against budget consumed", (
-            "Each metric at every evaluation point against the G steps consumed: per variant the mean over "
-            "seeds (line) and the range from the lowest to the highest seed (band)."), fig))
+            "Each metric at every evaluation point against the G steps consumed: a row per metric (its unit and "
+            "direction on the axis, shared along the row), a column per variant, a thin line per seed and the "
+            "mean over seeds (thick)."), fig))
+    from gbench.analysis.dynamics import evolution_figure, loss_curves_figure
+
+    fig = evolution_figure(run_dir, manifest, results)
+    if fig is not None:
+        plots.append(Plot("sample-evolution", "Sample evolution", (
+            "Each variant's kept samples at every evaluation point (its first seed; the common evaluation "
+            "noise), beside real data; each panel is titled with that evaluation's metrics. Toys: red samples, "
+            "black crosses the data's modes with 3-sigma circles, orange triangles samples outside the window."),
+            fig))
+    fig = loss_curves_figure(manifest, results)
+    if fig is not None:
+        plots.append(Plot("loss-curves", "Loss curves", (
+            "Mean D and G losses of each logging window ([eval] log_every G steps), one thin line per seed, "
+            "a panel per variant. Each variant has its own objective: compare shapes, not levels."), fig))
     fig = delta_figure(manifest, results)
     if fig is not None:
         plots.append(Plot("delta-target", "δ-controlled GAN: achieved against target", (

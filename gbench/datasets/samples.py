@@ -60,3 +60,37 @@ def _images(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if x.ndim != 4 or x.shape[1:] != (c, h, w) or len(x) == 0:
         raise GbenchError(f"{path}: expected images of shape N x {c} x {h} x {w} (or N x {h} x {w} x {c}), got {x.shape}")
     return np.ascontiguousarray(x)
+
+
+# -- the samples of every evaluation of a trial, for the report's sample evolution ----------------------
+
+EVOLUTION = "samples"  # under the run directory: samples/<trial_id>/step<G step>.npy
+
+
+class EvolutionKeeper:
+    """A run observer (``gbench.observers.run_observers``) that saves the kept samples of every evaluation
+    (``gbench.run.trial.KEPT_SAMPLES``: 2000 toy points or 64 images) as ``<run_dir>/samples/<trial_id>/
+    step<G step>.npy``, written atomically by the process that runs the trial."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def evaluated(self, trial_id: str, g_step: int, metrics: dict[str, float], samples: Any) -> None:
+        if samples is None:
+            return
+        from gbench.atomic import write_atomic
+
+        path = self.run_dir / EVOLUTION / trial_id / f"step{int(g_step)}.npy"
+        write_atomic(path, lambda f: np.save(f, np.asarray(samples), allow_pickle=False), binary=True)
+
+
+def evolution_files(run_dir: str | Path, trial_id: str) -> dict[int, Path]:
+    """G step -> saved samples file of each evaluation of ``trial_id`` (empty if none was kept)."""
+    folder = Path(run_dir) / EVOLUTION / trial_id
+    out = {}
+    for path in folder.glob("step*.npy") if folder.is_dir() else ():
+        try:
+            out[int(path.stem[4:])] = path
+        except ValueError:
+            continue
+    return dict(sorted(out.items()))
