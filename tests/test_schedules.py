@@ -4,13 +4,14 @@ and device-seconds budgets stop trials where they should, and the record says wh
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gbench.errors import GbenchError
 from gbench.run.trial import run_trial, trials_of
-from gbench.suite import parse_suite
+from gbench.suite import parse_suite, tomllib
 from gbench_plugins.sgan import SGAN
 
 BASE: dict[str, Any] = {
@@ -144,3 +145,12 @@ def test_a_device_seconds_budget_refuses_what_needs_a_g_step_count():
     with pytest.raises(GbenchError, match="variant 'lin': lr_schedule 'linear' decays over the G steps"):
         suite(budget={"device_seconds": 1.0, "g_steps": 9},
               variants=["sgan", {"name": "sgan", "label": "lin", "optim": {"lr_schedule": "linear"}}])
+
+
+def test_the_readme_example_of_per_variant_settings_parses_as_it_says():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "device_seconds = 60" in b)
+    s = parse_suite({**tomllib.loads(block), "dataset": {"name": "ring8"}}, "readme.toml")
+    own = s.for_variant(s.variants[0])
+    assert (own.optim.g_lr, own.optim.betas, own.budget.batch_size) == (1e-4, (0.9, 0.99), 128)
+    assert (own.budget.device_seconds, own.budget.max_device_seconds, own.budget.g_steps) == (60, 60, 1_000_000)
