@@ -252,7 +252,7 @@ def _run(trials: list[Trial], runtime: Runtime, progress: Callable[[int], None] 
         if observing("log_scalars") else None
     outcomes = train(variant, group, suite.budget, meter, checkpoint, set(steps_at),
                      progress or (lambda step: None), precision=runtime.precision, start=start, save=save,
-                     save_every=runtime.checkpoint_every, log=log, optim=opt)
+                     save_every=runtime.checkpoint_every, log=log, optim=opt, log_every=suite.eval.log_every)
     late = [s for s, o in enumerate(outcomes) if o.diverged_at is None and
             (not evaluations[s] or evaluations[s][-1]["g_step"] != o.stopped_at)]
     if late:  # stopped early by the device-seconds cap: score where it stopped
