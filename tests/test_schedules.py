@@ -154,3 +154,16 @@ def test_the_readme_example_of_per_variant_settings_parses_as_it_says():
     own = s.for_variant(s.variants[0])
     assert (own.optim.g_lr, own.optim.betas, own.budget.batch_size) == (1e-4, (0.9, 0.99), 128)
     assert (own.budget.device_seconds, own.budget.max_device_seconds, own.budget.g_steps) == (60, 60, 1_000_000)
+
+
+def test_compare_takes_an_equal_gradient_eval_budget_and_refuses_it_against_g_steps(tmp_path: Path):
+    from gbench.analysis.compare import compare_runs
+    from gbench.run.runner import run_suite
+
+    two = ["sgan", {"name": "rsgan", "schedule": {"d_steps_per_g_step": 2}}]
+    run_suite(suite(budget={"gradient_evals": 3200, "batch_size": 32}, variants=two), tmp_path / "ge", quiet=True)
+    compared = compare_runs([tmp_path / "ge"])  # schedules differ, the budget (3200 evaluations) does not
+    assert [g.name for g in compared.groups] == ["sgan", "rsgan"] and not compared.budget_differences
+    run_suite(suite(budget={"g_steps": 50, "batch_size": 32}, variants=["sgan", "rsgan"]), tmp_path / "gs", quiet=True)
+    with pytest.raises(GbenchError, match=r"budget\.gradient_evals differs"):
+        compare_runs([tmp_path / "ge", tmp_path / "gs"])
