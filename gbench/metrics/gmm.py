@@ -193,26 +193,29 @@ def _two_scale(x: np.ndarray, start: Mixture2D) -> Mixture2D:
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen mixture and the BIC path [(K, BIC)] of the candidates tried."""
+    """The chosen mixture, the BIC path [(K, BIC)] of the candidates tried and their fits (same order)."""
 
     mixture: Mixture2D
     bic: float
     path: tuple[tuple[int, float], ...]
+    fits: tuple[Mixture2D, ...]
 
 
 def select_mixture(x: np.ndarray, start: Mixture2D, reg: float, k_max: int, seed: int,
-                   min_points: float = 5.0, patience: int = 1) -> Selection:
+                   min_points: float = 5.0, patience: int = 1, f: np.ndarray | None = None) -> Selection:
     """The BIC-best full-covariance mixture for the samples ``x``.
 
     Candidates: EM from ``start`` (the data law's components: the right answer when q is near p),
-    from ``start`` plus a wide copy of each component (:func:`_two_scale`), and from k-means++ seeds with K = 1, 2, 4 and len(start); each is pruned of components with
-    fewer than ``min_points`` samples and refitted. From the best, components are added (a quarter
-    of K at a time, at least 2, seeded among the worst-explained 10 % of samples) while BIC improves
-    (stopping after ``patience`` candidates without improvement), up to ``k_max`` components.
+    from ``start`` plus a wide copy of each component (:func:`_two_scale`), and from k-means++ seeds
+    with K = 1, 2, 4 and len(start); each is pruned of components with fewer than ``min_points``
+    samples and refitted. From the best, components are added (a quarter of K at a time, at least 2,
+    seeded among the worst-explained 10 % of samples) while BIC improves (stopping after
+    ``patience`` candidates without improvement), up to ``k_max`` components. ``f``: ``features(x)``.
     """
     n = len(x)
-    f = features(x)
+    f = features(x) if f is None else f
     path: list[tuple[int, float]] = []
+    fits: list[Mixture2D] = []
 
     def run(init: Mixture2D) -> tuple[Mixture2D, float]:
         mix, ll = fit_em(x, init, reg, f=f)
@@ -221,6 +224,7 @@ def select_mixture(x: np.ndarray, start: Mixture2D, reg: float, k_max: int, seed
             mix, ll = fit_em(x, pruned, reg, f=f)
         score = bic(ll, mix.k, n)
         path.append((mix.k, score))
+        fits.append(mix)
         return mix, score
 
     inits = [start, _two_scale(x, start)] + [_kmeanspp(x, k, seed + k) for k in sorted({1, 2, 4, start.k}) if k < n]
@@ -234,4 +238,37 @@ def select_mixture(x: np.ndarray, start: Mixture2D, reg: float, k_max: int, seed
             best, best_bic, misses = cur, score, 0
         else:
             misses += 1
-    return Selection(best, best_bic, tuple(path))
+    return Selection(best, best_bic, tuple(path), tuple(fits))
+
+
+def rivals(sel: Selection, f: np.ndarray, z: float = 4.0) -> tuple[Mixture2D, ...]:
+    """The candidate fits of ``sel`` that a bootstrap resample could select: the chosen one first,
+    then every distinct candidate whose BIC gap to it is at most ``z`` bootstrap standard
+    deviations of that gap, 2 sqrt(n) sd_i(l_i^c - l_i^best) with l_i the per-point
+    log-likelihoods (the penalty does not vary over resamples). A gap beyond 4 sd has a chance
+    below 1e-4 of flipping in a resample, so those candidates are not refitted."""
+    n = len(f)
+    ll_best = _e_step(sel.mixture, f)[2]
+    out, seen = [sel.mixture], {(sel.mixture.k, round(sel.bic))}
+    for (k, score), mix in sorted(zip(sel.path, sel.fits), key=lambda t: t[0][1]):
+        if (k, round(score)) in seen:
+            continue
+        seen.add((k, round(score)))
+        sd = 2.0 * math.sqrt(n) * float(np.std(_e_step(mix, f)[2] - ll_best))
+        if score - sel.bic <= z * sd:
+            out.append(mix)
+    return tuple(out)
+
+
+def reselect(x: np.ndarray, f: np.ndarray, fits: tuple[Mixture2D, ...], reg: float, w: np.ndarray,
+             max_iter: int, tol: float) -> Mixture2D:
+    """BIC selection repeated on weighted samples (bootstrap counts ``w``): each of ``fits`` refitted
+    by weighted EM from itself, the lowest BIC (with n = sum w) returned."""
+    n = int(round(w.sum()))
+    best, best_bic = fits[0], math.inf
+    for init in fits:
+        mix, ll = fit_em(x, init, reg, w=w, max_iter=max_iter, tol=tol, f=f)
+        score = bic(ll, mix.k, n)
+        if score < best_bic:
+            best, best_bic = mix, score
+    return best

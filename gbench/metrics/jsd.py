@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 from scipy.stats import t as student_t
 
-from gbench.metrics.gmm import Mixture2D, fit_em, isotropic, select_mixture
+from gbench.metrics.gmm import Mixture2D, features, isotropic, reselect, rivals, select_mixture
 
 LN2 = math.log(2.0)
 Z95 = 1.96
@@ -65,7 +65,8 @@ class JSDEstimate:
     and q side; ``method``: how it was made. For :func:`jsd_to_known` also: ``n`` generated samples,
     ``components`` (K of the fitted mixture), ``plug_in_bits`` (JSD(p, q_hat) before bias
     correction), ``bias`` (its bootstrap bias estimate, subtracted), ``se_fit``/``se_mc`` (fit and
-    Monte-Carlo parts of ``se``), ``n_boot``, and the cross-check: ``check_method``, ``check_bits``,
+    Monte-Carlo parts of ``se``), ``n_boot``, ``boot_components`` (K re-selected in each bootstrap
+    resample), ``rivals`` (candidate fits refitted per resample), and the cross-check: ``check_method``, ``check_bits``,
     ``check_se`` and ``agree`` (see :func:`jsd_to_known`).
     """
 
@@ -83,6 +84,8 @@ class JSDEstimate:
     se_fit: float | None = None
     se_mc: float | None = None
     n_boot: int | None = None
+    boot_components: tuple[int, ...] | None = None
+    rivals: int | None = None
     check_method: str | None = None
     check_bits: float | None = None
     check_se: float | None = None
@@ -159,7 +162,8 @@ def _terms(lp_x: np.ndarray, lq_x: np.ndarray, lp_y: np.ndarray, lq_y: np.ndarra
     return float(0.5 * (a.mean() + b.mean())), float(0.5 * math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
 
 
-BOOT_ITER = 30  # EM iterations of a bootstrap refit (warm-started from q_hat)
+BOOT_ITER = 30  # most EM iterations of a bootstrap refit (warm-started from a candidate fit)
+BOOT_TOL = 1e-6  # its tolerance, nats per point
 
 
 def _plug_in(p: Any, mix: Mixture2D, xp: np.ndarray, lp_xp: np.ndarray, u: np.ndarray, z: np.ndarray
@@ -185,8 +189,8 @@ def jsd_to_known(
     rng: np.random.Generator,
     *,
     n_boot: int = 10,
-    n_mc: int = 20_000,
-    n_mc_boot: int = 5_000,
+    n_mc: int = 100_000,
+    n_mc_boot: int = 10_000,
     k_max: int | None = None,
     reg_scale: float = 0.01,
     knn_k: int = 10,
@@ -204,10 +208,14 @@ def jsd_to_known(
        generator (repeated points) cannot drive a covariance to 0.
     2. J_plug = JSD(p, q_hat) by Monte Carlo with both densities known: ``n_mc`` exact draws from p
        and ``n_mc`` from q_hat (Monte-Carlo se ``se_mc``).
-    3. Fit error: ``n_boot`` bootstrap resamples of the samples (multinomial weights), each refitted
-       by EM from q_hat with K fixed (at most :data:`BOOT_ITER` iterations), and J recomputed on the
-       first ``n_mc_boot`` of the same Monte-Carlo draws (common random numbers, so the spread is
-       the fit's, not the draws'; J_plug is recomputed on that subset for the bias): ``se_fit`` = their standard deviation,
+    3. Fit error, model selection included: ``n_boot`` bootstrap resamples of the samples
+       (multinomial weights). In each, K is selected again: every candidate of step 1 that a
+       resample could prefer (:func:`gbench.metrics.gmm.rivals`: BIC gap within 4 bootstrap sd) is
+       refitted by weighted EM from its own fit (at most :data:`BOOT_ITER` iterations) and the
+       lowest-BIC one is kept (``boot_components``: the K chosen per resample; ``rivals``: how many
+       candidates were refitted). J is recomputed on the first ``n_mc_boot`` of the same
+       Monte-Carlo draws (common random numbers, so the spread is the fit's, not the draws'; J_plug
+       is recomputed on that subset for the bias): ``se_fit`` = their standard deviation,
        ``bias`` = mean(J*) - J_plug (Efron's bootstrap bias estimate; the plug-in is biased upward,
        about (6K - 1)/(8 n ln 2) bits when q is a K-component mixture near p).
     4. bits = J_plug - bias; se = sqrt(se_fit^2 (1 + 1/n_boot) + se_mc^2); the 95 % interval is
@@ -236,8 +244,10 @@ def jsd_to_known(
     k_p = len(p.means)
     k_max = 3 * k_p + 8 if k_max is None else int(k_max)
     start = isotropic(p.means, np.asarray(p.sigmas) ** 2, p.weights)
-    sel = select_mixture(x, start, reg, k_max, seed=int(rng.integers(0, 2**31 - 1)))
+    f = features(x)
+    sel = select_mixture(x, start, reg, k_max, seed=int(rng.integers(0, 2**31 - 1)), f=f)
     mix = sel.mixture
+    fits = rivals(sel, f)
 
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     xp = p.sample(n_mc, generator=gen).numpy().astype(np.float64)
@@ -247,11 +257,12 @@ def jsd_to_known(
     m = min(n_mc_boot, n_mc)
     sub = (xp[:m], lp_xp[:m], u[:m], z[:m])
     plug_sub = _plug_in(p, mix, *sub)[0]
-    boot = np.empty(n_boot)
+    boot, boot_k = np.empty(n_boot), []
     for i in range(n_boot):
         counts = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
-        refit, _ = fit_em(x, mix, reg, w=counts, max_iter=BOOT_ITER, tol=1e-6)
+        refit = reselect(x, f, fits, reg, counts, BOOT_ITER, BOOT_TOL)
         boot[i] = _plug_in(p, refit, *sub)[0]
+        boot_k.append(refit.k)
     bias = float(boot.mean() - plug_sub)
     bits = plug - bias
     se_fit = float(boot.std(ddof=1))
@@ -269,6 +280,7 @@ def jsd_to_known(
     return JSDEstimate(
         bits=float(bits), ci_low=float(min(max(bits - half, 0.0), 1.0)), ci_high=ci_high,
         se=se, n_p=n_mc, n_q=n_mc, method="gmm-plugin-bootstrap", n=n, components=mix.k, plug_in_bits=plug,
-        bias=bias, se_fit=se_fit, se_mc=se_mc, n_boot=n_boot, check_method=check.method, check_bits=check.bits,
+        bias=bias, se_fit=se_fit, se_mc=se_mc, n_boot=n_boot, boot_components=tuple(boot_k), rivals=len(fits),
+        check_method=check.method, check_bits=check.bits,
         check_se=check.se, agree=bool(agree),
     )

@@ -104,7 +104,7 @@ class JSDConfig(MetricConfig):
     """Settings of :class:`JSDMetric` (a suite's ``[eval.jsd]`` table); see ``jsd_to_known``."""
 
     n_boot: int = 10  # bootstrap refits for the fit error and the bias correction
-    n_mc: int = 20_000  # exact Monte-Carlo draws from p and from the fitted mixture
+    n_mc: int = 100_000  # exact Monte-Carlo draws from p and from the fitted mixture
     k_max: int | None = None  # most mixture components BIC may choose (default 3 K_p + 8)
     reg_scale: float = 0.01  # reg_covar = (reg_scale * min sigma_p)^2
     knn_k: int = 10  # neighbours of the k-NN cross-check
