@@ -167,3 +167,23 @@ def test_compare_takes_an_equal_gradient_eval_budget_and_refuses_it_against_g_st
     run_suite(suite(budget={"g_steps": 50, "batch_size": 32}, variants=["sgan", "rsgan"]), tmp_path / "gs", quiet=True)
     with pytest.raises(GbenchError, match=r"budget\.gradient_evals differs"):
         compare_runs([tmp_path / "ge", tmp_path / "gs"])
+
+
+def test_a_batched_group_trains_at_its_variants_own_settings(tmp_path: Path):
+    from gbench.run.results import load_results
+    from gbench.run.runner import run_suite
+
+    own = {"g_lr": 3e-3, "betas": [0.0, 0.9]}
+    seeds = [0, 1]
+    run_suite(suite(seeds=seeds, variants=["sgan", {"name": "sgan", "label": "own", "optim": own,
+                                                    "schedule": {"d_steps_per_g_step": 2}}],
+                    budget={"gradient_evals": 3840, "batch_size": 32}), tmp_path / "mixed", quiet=True)
+    run_suite(suite(seeds=seeds, optim={**BASE["optim"], **own}, budget={"g_steps": 40, "d_steps_per_g_step": 2,
+                                                                         "batch_size": 32}), tmp_path / "all", quiet=True)
+    mixed = {(r["label"], r["seed"]): r for r in load_results(tmp_path / "mixed")[1]}
+    everywhere = {r["seed"]: r for r in load_results(tmp_path / "all")[1]}
+    for seed in seeds:
+        assert mixed[("own", seed)]["runtime"].get("batched") == len(seeds)  # trained as one group of both seeds
+        assert mixed[("own", seed)]["consumed"]["g_steps"] == 40 and mixed[("sgan", seed)]["consumed"]["g_steps"] == 60
+        assert mixed[("own", seed)]["loss_curve"] == everywhere[seed]["loss_curve"]
+        assert mixed[("sgan", seed)]["loss_curve"] != everywhere[seed]["loss_curve"]
