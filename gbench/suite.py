@@ -61,6 +61,17 @@ class Budget:
         return (self.d_steps_per_g_step + 1) * self.batch_size
 
 
+def describe_budget(b: Budget) -> str:
+    """A trial's budget in words: ``60 device-s per trial``, ``6400 gradient evaluations per trial``, or
+    ``3000 G steps x 1 D step, batch 256`` (with its device-seconds cap, if any)."""
+    if b.device_seconds:
+        return f"{b.device_seconds:g} device-s per trial"
+    if b.gradient_evals:
+        return f"{b.gradient_evals} gradient evaluations per trial"
+    return (f"{b.g_steps} G steps x {b.d_steps_per_g_step} D step{'s' if b.d_steps_per_g_step > 1 else ''}, "
+            f"batch {b.batch_size}" + (f", cap {b.max_device_seconds:g} device-s" if b.max_device_seconds else ""))
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A variant entry's ``schedule = { d_steps_per_g_step = 5, batch_size = 64 }``: its own schedule

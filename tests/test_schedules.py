@@ -187,3 +187,16 @@ def test_a_batched_group_trains_at_its_variants_own_settings(tmp_path: Path):
         assert mixed[("own", seed)]["consumed"]["g_steps"] == 40 and mixed[("sgan", seed)]["consumed"]["g_steps"] == 60
         assert mixed[("own", seed)]["loss_curve"] == everywhere[seed]["loss_curve"]
         assert mixed[("sgan", seed)]["loss_curve"] != everywhere[seed]["loss_curve"]
+
+
+def test_the_run_header_states_the_budget_once_in_its_unit():
+    from gbench.run.progress import budget_text
+    from gbench.suite import load_suite
+
+    assert budget_text(trials_of(load_suite("authors-ring"))) == "60 device-s per trial"  # 5 schedules, 1 budget
+    two = ["sgan", {"name": "rsgan", "schedule": {"d_steps_per_g_step": 2}}]
+    assert budget_text(trials_of(suite(budget={"gradient_evals": 6400}, variants=two))) == \
+        "6400 gradient evaluations per trial"
+    assert budget_text(trials_of(suite())) == "20 G steps x 1 D step, batch 32"
+    assert budget_text(trials_of(suite(budget={"g_steps": 20, "d_steps_per_g_step": 2, "max_device_seconds": 5}))) == \
+        "20 G steps x 2 D steps, batch 128, cap 5 device-s"

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TextIO
 
+from gbench.suite import describe_budget
+
 REDRAW_S = 0.5
 LOG_EVERY_S = 30.0
 
@@ -207,6 +209,5 @@ def budget_text(trials: Sequence[Any]) -> str:
     seen: dict[str, None] = {}
     for t in trials:
         b = t.suite.budget
-        seen[f"{b.g_steps} G steps x {b.d_steps_per_g_step} D step{'s' if b.d_steps_per_g_step > 1 else ''}, "
-             f"batch {b.batch_size}" + (f", cap {b.max_device_seconds:g} device-s" if b.max_device_seconds else "")] = None
+        seen[describe_budget(b)] = None
     return "; ".join(seen) if len(seen) <= 2 else f"{len(seen)} budgets (variants set their own)"
