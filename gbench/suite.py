@@ -4,6 +4,10 @@ Every table is parsed into a frozen dataclass and checked, before any trial star
 settings validator (:func:`gbench.validation.build`: pydantic, strict types, unknown keys refused,
 ranges from the ``Annotated`` fields below); any problem is one line naming the file, the key and
 the problem (exit code 2). See ``suites/smoke.toml`` for a commented example.
+
+A variant entry may carry its own ``optim`` and ``schedule`` tables (over the suite's [optim] and
+[budget]); when schedules differ, the budget must be stated in device-seconds or gradient
+evaluations (``suites/authors-ring.toml``).
 """
 from __future__ import annotations
 
@@ -133,7 +137,7 @@ class EvalSpec:
 @dataclass(frozen=True)
 class VariantSpec:
     """A variant entry: its settings (``options``) and, resolved, the optimiser and budget it trains
-    under (None: the suite's; set by the parser when the entry has its own or the budget is not in G steps)."""
+    under (the parser sets both for every entry; None, in a spec built by hand: the suite's)."""
 
     name: str
     label: str
