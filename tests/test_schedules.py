@@ -200,3 +200,14 @@ def test_the_run_header_states_the_budget_once_in_its_unit():
     assert budget_text(trials_of(suite())) == "20 G steps x 1 D step, batch 32"
     assert budget_text(trials_of(suite(budget={"g_steps": 20, "d_steps_per_g_step": 2, "max_device_seconds": 5}))) == \
         "20 G steps x 2 D steps, batch 128, cap 5 device-s"
+
+
+def test_resume_keeps_finished_trials_of_variants_with_their_own_settings(tmp_path: Path):
+    from gbench.run.runner import run_suite
+
+    s = suite(budget={"gradient_evals": 1920, "batch_size": 32},
+              variants=["sgan", {"name": "sgan", "label": "own", "optim": {"g_lr": 3e-3},
+                                 "schedule": {"d_steps_per_g_step": 2}}])
+    first = {r["trial_id"]: r["started"] for r in run_suite(s, tmp_path / "run", quiet=True)}
+    again = {r["trial_id"]: r["started"] for r in run_suite(s, tmp_path / "run", resume=True, quiet=True)}
+    assert again == first and len(first) == 2  # nothing ran again: the results match their trials' budgets
