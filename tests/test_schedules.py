@@ -11,7 +11,7 @@ import pytest
 
 from gbench.errors import GbenchError
 from gbench.run.trial import run_trial, trials_of
-from gbench.suite import parse_suite, tomllib
+from gbench.suite import Suite, parse_suite, tomllib
 from gbench_plugins.sgan import SGAN
 
 BASE: dict[str, Any] = {
@@ -25,29 +25,26 @@ BASE: dict[str, Any] = {
 }
 
 
-def suite(**tables: Any):
-    raw = {**BASE, **tables}
-    return parse_suite(raw, "sched.toml")
+def suite(**tables: Any) -> Suite:
+    """BASE with some tables replaced."""
+    return parse_suite({**BASE, **tables}, "sched.toml")
 
 
-def by_label(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["label"]: r for r in results}
-
-
-def run_all(s) -> dict[str, dict[str, Any]]:
+def run_all(s: Suite) -> dict[str, dict[str, Any]]:
+    """Every trial of ``s``, one after another; results by label."""
     results = [run_trial(t) for t in trials_of(s)]
     for r in results:
         assert r["status"] == "ok", r.get("error")
-    return by_label(results)
+    return {r["label"]: r for r in results}
 
 
 @pytest.fixture
-def critic_batches(monkeypatch) -> list[int]:
+def critic_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The real-batch size of every critic loss SGAN evaluates (one entry per D step)."""
     seen: list[int] = []
     original = SGAN.d_loss
 
-    def counting(self, *args: Any, **kwargs: Any):
+    def counting(self: SGAN, *args: Any, **kwargs: Any) -> Any:
         seen.append(int(args[1].shape[-2]))  # (nets, x_real, x_fake, ...): x_real is (batch, 2)
         return original(self, *args, **kwargs)
 
