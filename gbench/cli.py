@@ -58,6 +58,35 @@ def cli() -> None:
     """Benchmark GAN variants under identical compute budgets."""
 
 
+def resume_command(ctx: click.Context, out: Path) -> str:
+    """The ``gbench run`` command line that continues this run: its suite and every option given that
+    changes what runs or how, with ``--out OUT --resume``."""
+    parts = ["gbench", "run", str(ctx.params["suite"]), "--out", str(out)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or param.name in ("out", "resume", "quiet", "as_json", "wide") \
+                or value in (None, False) or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if value is True:
+            parts.append(flag)
+        else:
+            parts += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return " ".join(parts + ["--resume"])
+
+
+def run_summary(manifest: dict[str, Any], results: list[dict[str, Any]], out: Path, failed: list[str]) -> dict[str, Any]:
+    """What ``gbench run --json`` prints: the run directory, each trial's status and main metrics, and the
+    report's per-variant summaries."""
+    from gbench.analysis.report import summarise
+
+    return {"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"), "results": str(out),
+            "failed": failed,
+            "trials": [{"trial_id": r["trial_id"], "label": r.get("label"), "seed": r.get("seed"),
+                        "status": r["status"], "metrics": r.get("metrics") or {}} for r in results],
+            "variants": summarise(results, manifest.get("variants", ()))}
+
+
 @cli.command()
 @click.argument("suite")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run directory [runs/SUITE-TIME].")
@@ -86,13 +115,15 @@ def cli() -> None:
               help="Train every seed separately (default: the seeds of each variant configuration train "
                    "together as one batched group, in this process; docs/batched.md).")
 @click.option("--tensorboard", is_flag=True,
-              help="Log losses, metrics and samples to OUT/tensorboard/ (pip install 'gbench[tensorboard]'; "
-                   "local executor).")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+              help="Log losses, metrics, samples and HParams to OUT/tensorboard/TRIAL/, written by the process "
+                   "that trains each trial (any executor; pip install 'gbench[tensorboard]').")
+@click.option("--quiet", is_flag=True, help="No progress and no table; only the results path (stderr).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary at the end instead of the table.")
+@click.option("--wide", is_flag=True, help="The table as one wide table (default: fit 80 columns).")
 def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
         precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool,
         checkpoint_every: int, executor: str, jobs: int | None, address: str | None, threads: int | None,
-        no_batch: bool = False, tensorboard: bool = False) -> None:
+        no_batch: bool = False, tensorboard: bool = False, as_json: bool = False, wide: bool = False) -> None:
     """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table.
 
     Exit status: 0 when every trial finished (ok or diverged), 1 when a trial failed (crashed, was
@@ -113,8 +144,6 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
     runtime = Runtime(device, precision, data_root, inception_weights, checkpoint_every=checkpoint_every,
                       batch=not no_batch)
     pool = make_executor(executor, jobs, address, threads)
-    if tensorboard and pool.name != "local":
-        raise GbenchError("--tensorboard observes trials in this process: use it with --executor local")
     from contextlib import nullcontext
     from gbench.observers import tensorboard as tb
 
@@ -123,14 +152,16 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
             run_suite(loaded, out, runtime, resume=resume, quiet=quiet, executor=pool)
     except KeyboardInterrupt:
         click.echo(f"\ngbench: interrupted; finished trials are kept in {out}; continue with "
-                   f"`gbench run {suite} --out {out} --resume`", err=True)
+                   f"`{resume_command(click.get_current_context(), out)}`", err=True)
         sys.exit(130)
     manifest, results = load_results(out)
-    if not quiet:
-        click.echo(render(manifest, results, "github"))
-        click.echo(f"\nresults: {out}")
     status = {r["trial_id"]: r["status"] for r in results}
     failed = [t.id for t in trials_of(loaded) if status.get(t.id) not in FINISHED]
+    if as_json:
+        click.echo(json.dumps(run_summary(manifest, results, out, failed), indent=2, sort_keys=True, default=str))
+    elif not quiet:
+        click.echo(render(manifest, results, "github", wide=wide))
+    click.echo(f"{'' if quiet or as_json else chr(10)}results: {out}", err=as_json)
     if failed:
         click.echo(f"gbench: {len(failed)} trial(s) failed ({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); "
                    f"see their result files in {out}/trials; `--resume` runs them again", err=True)
@@ -140,16 +171,19 @@ def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[in
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["github", "plain", "latex", "json", "html"]), default="github",
-              show_default=True, help="html: one self-contained page with the tables, protocol and plots.")
+              show_default=True, help="html: one self-contained page with the tables, dynamics, protocol and plots.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="html: where to write the page [RUN_DIR/report.html]; the plots go to RUN_DIR/plots/.")
-def report(run_dir: Path, fmt: str, output: Path | None) -> None:
+              help="Write the report to this file instead of stdout (html: [RUN_DIR/report.html]; "
+                   "its plots go to RUN_DIR/plots/).")
+@click.option("--wide", is_flag=True, help="github/plain: one wide table (default: fit 80 columns).")
+def report(run_dir: Path, fmt: str, as_json: bool, output: Path | None, wide: bool) -> None:
     """Tables of a run: mean and 95% CI over seeds, one row per variant."""
     from gbench.analysis.report import render
+    from gbench.atomic import write_atomic
     from gbench.run.results import load_results
 
-    if output is not None and fmt != "html":
-        raise GbenchError("--output is for --format html (other formats print to stdout)")
+    fmt = "json" if as_json else fmt
     manifest, results = load_results(run_dir)
     if not results:
         raise GbenchError(f"{run_dir}: no trial results yet")
@@ -158,12 +192,31 @@ def report(run_dir: Path, fmt: str, output: Path | None) -> None:
 
         click.echo(write_html(run_dir, output))
         return
-    click.echo(render(manifest, results, fmt))
+    text = render(manifest, results, fmt, wide=wide)
+    if output is None:
+        click.echo(text)
+        return
+    write_atomic(output, lambda f: f.write((text + "\n").encode("utf-8")), binary=True)
+    click.echo(output)
+
+
+WIDE_HELP = "One wide table (default: fit 80 columns, long cells wrapped)."
+
+
+def _wrapped(rows: list[list[str]], widths: dict[int, int], wide: bool) -> list[list[str]]:
+    """Cells of the columns in ``widths`` wrapped to that many characters (as they are when ``wide``)."""
+    import textwrap
+
+    if wide:
+        return rows
+    return [[("\n".join(textwrap.wrap(c, widths[j], break_on_hyphens=False)) or c) if j in widths else c
+             for j, c in enumerate(r)] for r in rows]
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def variants(as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def variants(as_json: bool, wide: bool) -> None:
     """The registered GAN variants, their papers and settings."""
     from gbench.plugins import get_plugins
     from gbench.variant import config_dict
@@ -173,14 +226,25 @@ def variants(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    table = [[r["name"], r["plugin"], ", ".join(f"{k}={v}" for k, v in r["config"].items()), r["paper"]]
-             for r in rows]
-    click.echo(tabulate(table, ["variant", "plugin", "settings (defaults)", "paper"]))
+    if wide:
+        table = [[r["name"], r["plugin"], ", ".join(f"{k}={v}" for k, v in r["config"].items()), r["paper"]]
+                 for r in rows]
+        click.echo(tabulate(table, ["variant", "plugin", "settings (defaults)", "paper"]))
+        return
+    for r in rows:  # 80 columns: a block per variant
+        click.echo(f"{r['name']}  ({r['plugin']})")
+        for line in _wrapped([[r["paper"]]], {0: 74}, False)[0][0].splitlines():
+            click.echo(f"    {line}")
+        settings = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "no settings"
+        for line in _wrapped([[settings]], {0: 74}, False)[0][0].splitlines():
+            click.echo(f"    {line}")
+        click.echo("")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def plugins(as_json: bool, wide: bool) -> None:
     """Loaded plugins, where they come from, their hooks, and any that failed."""
     from gbench.plugins import get_plugins
 
@@ -189,19 +253,28 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = [[r["name"], r["source"], ", ".join(r["hooks"]), r["error"] or "ok"] for r in rows]
-    click.echo(tabulate(table, ["plugin", "source", "hooks", "status"]))
+    click.echo(tabulate(_wrapped(table, {2: 22, 3: 14}, wide), ["plugin", "source", "hooks", "status"]))
 
 
 @cli.command()
-def suites() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def suites(as_json: bool, wide: bool) -> None:
     """The built-in suites."""
     from gbench.suite import builtin_suites, load_suite
 
-    table = []
+    rows = []
     for name, path in sorted(builtin_suites().items()):
         s = load_suite(str(path))
-        table.append([name, len(s.variants), len(s.seeds), s.dataset.label, s.budget.g_steps, s.description])
-    click.echo(tabulate(table, ["suite", "variants", "seeds", "dataset", "G steps", "description"]))
+        rows.append({"suite": name, "path": str(path), "variants": len(s.variants), "seeds": len(s.seeds),
+                     "dataset": s.dataset.label, "g_steps": s.budget.g_steps, "description": s.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [[r["suite"], str(r["variants"]), str(r["seeds"]), r["dataset"], str(r["g_steps"]), r["description"]]
+             for r in rows]
+    click.echo(tabulate(_wrapped(table, {3: 10, 5: 20}, wide), ["suite", "vars", "seeds", "dataset", "G steps",
+                                                               "description"], disable_numparse=True))
 
 
 @cli.command()

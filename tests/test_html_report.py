@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from gbench.cli import cli
 from gbench.analysis.html_report import write_html
+from gbench.datasets.samples import evolution_files
 from gbench.run.results import load_results
 from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
@@ -119,7 +120,11 @@ def test_each_trial_saves_its_final_samples_beside_the_result(toy_run: Path, ima
             assert r["samples_file"] == f"samples/{r['trial_id']}.npy"
             x = np.load(run / r["samples_file"], allow_pickle=False)
             assert x.shape == shape and x.dtype == dtype
-        assert not list((run / "samples").glob(".*"))  # no temporaries left
+            # every evaluation's samples, for the evolution plot; the last is the final one
+            evolution = evolution_files(run, r["trial_id"])
+            assert list(evolution) == [e["g_step"] for e in r["evaluations"]]
+            assert np.array_equal(np.load(evolution[r["evaluations"][-1]["g_step"]]), x)
+        assert not list((run / "samples").rglob(".*"))  # no temporaries left
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ def test_toy_report_has_tables_protocol_and_every_plot_embedded_and_on_disk(toy_
     text = " ".join(page.text)
 
     # plots: each <img> is an embedded PNG with alt text, and the same PNG (and a PDF) is on disk
-    names = {"toy-samples", "metrics-vs-budget", "delta-target"}
+    names = {"forest", "toy-samples", "sample-evolution", "loss-curves", "metrics-vs-budget", "delta-target"}
     assert len(page.images) == len(names)
     on_disk = {p.stem: p.read_bytes() for p in (toy_run / "plots").glob("*.png")}
     assert set(on_disk) == names
@@ -146,12 +151,30 @@ def test_toy_report_has_tables_protocol_and_every_plot_embedded_and_on_disk(toy_
     assert not {"script", "link", "iframe", "object", "embed"} & set(page.tags)
     assert "@import" not in source and "url(" not in source
 
-    # tables: the report's columns and rows, the δ table with its verdict
-    assert page.tags.count("table") == 2
+    # navigation: every section it links exists
+    for anchor in ("overview", "tables", "per-seed", "plots", "settings", "protocol"):
+        assert f'href="#{anchor}"' in source and f'id="{anchor}"' in source, anchor
+
+    # overview: ranked on the primary metric with compare's numbers
+    from gbench.analysis.compare import compare_runs
+
+    c = compare_runs([toy_run], ["jsd_bits"])
+    for name, summary in c.metrics[0].summaries.items():
+        assert f"{summary['mean']:.4g}" in text, name
+    assert "Ranked on" in text and "jsd_bits" in text
+
+    # tables: the report's columns and rows, the δ table with its verdict; per seed: every trial's JSD
+    assert page.tags.count("table") >= 5  # overview, results, δ, per seed, settings
     for heading in ("variant", "ok/trials", "modes", "HQ %", "rev. KL", "JSD (bits)", "G steps", "device-s",
                     "target δ", "JSD(p, p_δ)", "JSD(p_δ, p_g)", "JSD(p, p_g)", "base JSD(p, p_g)", "within target"):
         assert f"<th>{heading}" in source.replace("&quot;", '"'), heading
     assert "delta(0.2)" in text and "2/2" in text
+
+    for r in results:
+        assert f"{r['metrics']['jsd_bits']:.3f}" in text
+    # settings as key/value tables, not JSON strings; start and finish times
+    assert "Variant settings" in text and "delta" in text and '{"' not in text.split("Suite content")[0]
+    assert "Started 20" in text and "finished 20" in text
 
     # escaping: the odd label shows as text, never as markup
     assert ODD_LABEL in text
@@ -170,8 +193,8 @@ def test_toy_report_has_tables_protocol_and_every_plot_embedded_and_on_disk(toy_
 def test_image_report_shows_sample_grids_and_no_toy_plots(image_run: Path, image_page: Path):
     assert image_page.name == "page.html" and image_page.parent.name == "elsewhere"  # --output
     source, page = parse(image_page)
-    assert {p.stem for p in (image_run / "plots").glob("*.png")} == {"image-samples"}
-    assert len(page.images) == 1
+    assert {p.stem for p in (image_run / "plots").glob("*.png")} == {"image-samples", "sample-evolution", "loss-curves"}
+    assert len(page.images) == 3
     png = decode_png(page.images[0]["src"])
     assert png == (image_run / "plots" / "image-samples.png").read_bytes()
     text = " ".join(page.text)
@@ -185,8 +208,11 @@ def test_cli_report_html(image_run: Path, tmp_path: Path):
     assert res.exit_code == 0, res.output
     assert res.output.strip() == str(out) and out.is_file()
     assert (image_run / "plots" / "image-samples.pdf").is_file()  # the command writes PDFs for papers too
-    res = CliRunner().invoke(cli, ["report", str(image_run), "--format", "github", "--output", str(out)])
-    assert res.exit_code == 2 and "--output" in res.output
+    for fmt in ("github", "latex", "json"):  # --output works for every format
+        res = CliRunner().invoke(cli, ["report", str(image_run), "--format", fmt, "--output", str(out)])
+        assert res.exit_code == 0 and res.output.strip() == str(out), res.output
+        assert out.read_text(encoding="utf-8") == CliRunner().invoke(cli, ["report", str(image_run), "--format",
+                                                                          fmt]).output
 
 
 # -- the page in a real browser ------------------------------------------------------------------------

@@ -3,6 +3,7 @@ TensorBoard observer (skipped where tensorboard is not installed)."""
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,55 +165,95 @@ def test_tensorboard_flag_without_tensorboard_is_one_line_exit_2(tmp_path, monke
         TensorBoardObserver(tmp_path)
 
 
-def test_tensorboard_refuses_other_executors(tmp_path):
-    r = CliRunner().invoke(cli, ["run", "smoke", "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
-                                 "--executor", "process", "--jobs", "1"])
-    assert r.exit_code == 2 and "--executor local" in r.output
+def test_scatter_figure_shows_modes_axes_and_counts_samples_outside():
+    from gbench.datasets.toy import ring8
+    from gbench.observers.tensorboard import sample_window, scatter_figure
+
+    law = ring8()
+    x = np.array([[0.0, 0.0], [50.0, 50.0]] + [[1.0, 0.0]] * 10)
+    box = sample_window(law, x[:1])
+    assert box[1] - box[0] < 10  # one far sample does not widen the window beyond the modes' box
+    with_modes = scatter_figure(x, law, box, "G step 10")
+    without = scatter_figure(x, None, box, "G step 10")
+    assert with_modes.shape == (256, 256, 3) and with_modes.dtype == np.uint8
+    dark = lambda img: int(((img < 40).all(-1)).sum())  # noqa: E731 - black: modes, tick labels
+    assert dark(with_modes) > dark(without) > 0  # the crosses of the modes; the axes' labels in both
+    blue = (with_modes[:, :, 2].astype(int) - with_modes[:, :, 0] > 40).sum()
+    assert blue > 0  # the samples
 
 
-def test_scatter_image_puts_points_where_they_are():
-    from gbench.observers.tensorboard import scatter_bound, scatter_image
+def test_hparams_hold_variant_settings_seed_and_final_metrics():
+    from gbench.observers.tensorboard import hparams_of
 
-    img = scatter_image(np.array([[1.0, 1.0], [-1.0, -1.0], [np.nan, 0.0], [9.0, 9.0]]), 2.0, size=64)
-    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
-    blue = np.argwhere((img == (31, 119, 180)).all(-1))
-    # two 2x2 dots, y up: (1, 1) top right, (-1, -1) bottom left; the NaN and the point outside are left out
-    top_right = {(r, c) for r in (16, 17) for c in (47, 48)}
-    bottom_left = {(r, c) for r in (47, 48) for c in (16, 17)}
-    assert {tuple(int(v) for v in rc) for rc in blue} == top_right | bottom_left
-    assert scatter_bound(np.zeros((10, 2))) == 1.5
+    hp, metrics = hparams_of({"variant": "alpha-gan", "label": "a", "seed": 3, "status": "ok",
+                              "variant_config": {"alpha_d": 0.5, "betas": [0.5, 0.9]},
+                              "optim": {"g_lr": 2e-4, "lr_schedule": "linear"},
+                              "metrics": {"jsd_bits": 0.25, "modes": 8, "bad": float("nan")}})
+    assert hp == {"variant": "alpha-gan", "label": "a", "seed": 3, "status": "ok", "variant.alpha_d": 0.5,
+                  "variant.betas": "[0.5, 0.9]", "optim.g_lr": 2e-4, "optim.lr_schedule": "linear"}
+    assert metrics == {"metrics/jsd_bits": 0.25, "metrics/modes": 8.0}
 
 
 # -- with tensorboard installed -------------------------------------------------------------------------
 
+TB_SUITE = ('variants = ["sgan"]\nseeds = [0, 1]\n[dataset]\nname = "ring8"\ntrain_size = 256\n'
+            '[model]\ng_hidden = 16\nd_hidden = 16\ndepth = 1\n[budget]\ng_steps = 120\nbatch_size = 32\n'
+            '[eval]\nnum_samples = 300\nat = [0.5, 1.0]\nlog_every = 30\n')
 
-def test_tensorboard_run_writes_losses_metrics_and_samples(tmp_path):
-    pytest.importorskip("tensorboard")
+
+def _events(path: Path) -> Any:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    events = EventAccumulator(str(path), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def _check_trial_events(out: Path, trial_id: str) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = _events(out / "tensorboard" / trial_id)
+    tags = events.Tags()
+    assert {"loss/d_loss", "loss/g_loss", "metrics/jsd_bits", "metrics/modes"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss/g_loss")] == [30, 60, 90, 120]  # [eval] log_every = 30
+    assert [e.step for e in events.Scalars("metrics/hq_percent")] == [60, 120]
+    assert [(e.step, e.width, e.height) for e in events.Images("samples")] == [(60, 256, 256), (120, 256, 256)]
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hp = start.session_start_info.hparams
+    assert hp["variant"].string_value == "sgan" and hp["seed"].number_value == int(trial_id[-1])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    assert "metrics/jsd_bits" in {m.name.tag for m in experiment.experiment.metric_infos}
+
+
+def test_tensorboard_run_writes_losses_metrics_samples_and_hparams(tmp_path):
+    pytest.importorskip("tensorboard")
     suite = tmp_path / "tiny.toml"
-    suite.write_text('variants = ["sgan"]\nseeds = [0, 1]\n[dataset]\nname = "ring8"\ntrain_size = 256\n'
-                     '[model]\ng_hidden = 16\nd_hidden = 16\ndepth = 1\n[budget]\ng_steps = 120\nbatch_size = 32\n'
-                     '[eval]\nnum_samples = 300\nat = [0.5, 1.0]\n')
+    suite.write_text(TB_SUITE)
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["run", str(suite), "--out", str(out), "--quiet", "--tensorboard"])
     assert r.exit_code == 0, r.output
-    pm = gbench.get_plugins().manager
-    assert not pm.hook.evaluated.get_hookimpls()  # unregistered after the run
+    from gbench.observers import RUN_DIR_ENV, TENSORBOARD_ENV, run_observers
+
+    assert not run_observers() and RUN_DIR_ENV not in os.environ and TENSORBOARD_ENV not in os.environ
     for trial_id in ("sgan-seed0", "sgan-seed1"):
-        events = EventAccumulator(str(out / "tensorboard" / trial_id), size_guidance={"images": 0})
-        events.Reload()
-        tags = events.Tags()
-        assert {"loss/d_loss", "loss/g_loss", "metrics/jsd_bits", "metrics/modes"} <= set(tags["scalars"])
-        assert [e.step for e in events.Scalars("loss/g_loss")] == [60, 120]
-        assert [e.step for e in events.Scalars("metrics/hq_percent")] == [60, 120]
-        assert [(e.step, e.width, e.height) for e in events.Images("samples")] == [(60, 256, 256), (120, 256, 256)]
+        _check_trial_events(out, trial_id)
+
+
+@pytest.mark.slow  # a spawned worker imports torch: ~10-20 s
+def test_tensorboard_with_the_process_executor_writes_from_each_worker(tmp_path):
+    pytest.importorskip("tensorboard")
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TB_SUITE.replace("seeds = [0, 1]", "seeds = [1]"))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", str(suite), "--out", str(out), "--quiet", "--tensorboard", "--no-batch",
+                                 "--executor", "process", "--jobs", "1", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    _check_trial_events(out, "sgan-seed1")
 
 
 def test_tensorboard_observer_writes_an_image_grid(tmp_path):
     pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from gbench.observers.tensorboard import TensorBoardObserver
 
     obs = TensorBoardObserver(tmp_path)
@@ -221,8 +262,7 @@ def test_tensorboard_observer_writes_an_image_grid(tmp_path):
     obs.trial_started({"trial_id": "img-seed0", "seed": 0})
     obs.evaluated("img-seed0", 10, {"fid": 12.5, "isc_mean": float("nan")}, images)
     obs.trial_finished("img-seed0", {"status": "ok", "consumed": {"g_steps": 10}})
-    events = EventAccumulator(str(tmp_path / "tensorboard" / "img-seed0"), size_guidance={"images": 0})
-    events.Reload()
+    events = _events(tmp_path / "tensorboard" / "img-seed0")
     assert events.Tags()["scalars"] == ["metrics/fid"]  # a NaN is left out
     (image,) = events.Images("samples")
     assert (image.width, image.height) == (8 * 8 + 9 * 2, 8 * 8 + 9 * 2)  # 8 x 8 grid of the first 64, padding 2

@@ -61,12 +61,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import click
-from tabulate import tabulate
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
 from gbench.analysis.layer import difference, group_by_label, ok_values, setting_differences, toy_rates, wilson
 from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci
+from gbench.analysis.text import fit_table, latex_table, wrap_note
 from gbench.run.results import load_results
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
@@ -276,7 +276,11 @@ def comparable_protocol(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict
         for metric, record in ((result.get("protocol") or {}).get("metrics") or {}).items():
             _flatten(f"protocol.metrics.{metric}", record, strict)
     budget = {k: v for k in BUDGET_FIELDS if (v := _get(result, k)) is not _MISSING}
-    return strict, budget
+    stated = {k: none if (v := _get(result, k)) is _MISSING else v  # older results: a budget in G steps
+              for k, none in (("budget.device_seconds", 0.0), ("budget.gradient_evals", 0))}
+    if any(stated.values()):  # a budget in device-seconds or gradient evaluations: the schedules may differ
+        budget = {k: v for k, v in budget.items() if k.startswith("dataset.")}
+    return strict, {**budget, **stated}
 
 
 def _show(value: Any) -> str:
@@ -437,16 +441,18 @@ def _title(key: str) -> tuple[str, int | None]:
     return _TITLES.get(key, (key, None))
 
 
-def render(c: Comparison, fmt: str = "github") -> str:
+def render(c: Comparison, fmt: str = "github", wide: bool = False) -> str:
+    """The comparison as text: tables fit 80 columns unless ``wide``; ``latex``: booktabs; ``json``."""
     if fmt == "json":
         return json.dumps(c.to_dict(), indent=2, sort_keys=True, default=str)
-    tablefmt = {"github": "github", "plain": "simple", "latex": "latex_booktabs"}[fmt]
+    tablefmt = {"github": "github", "plain": "simple", "latex": "latex"}[fmt]
 
-    def note(text: str) -> str:
-        return f"% {text}" if fmt == "latex" else text
+    def note(line: str) -> str:
+        return wrap_note(line, wide=wide, prefix="% " if fmt == "latex" else "")
 
-    def table(rows: list[list[str]], headers: list[str]) -> str:
-        return tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=True)
+    def table(rows: list[list[str]], headers: list[str], keep: int = 1) -> str:
+        return latex_table(headers, rows) if fmt == "latex" else fit_table(headers, rows, tablefmt, wide=wide,
+                                                                            keep=keep)
 
     p = c.protocol
     head = (f"compare {', '.join(c.run_dirs)}: reference {p.get('protocol.reference')}, "
@@ -493,7 +499,7 @@ def render(c: Comparison, fmt: str = "github") -> str:
                  p.test, _p(p.p), _p(p.p_holm), {True: "yes", False: "no", None: "n/a"}[p.significant]]
                 for p in m.pairs]
         parts.append(table(prow, ["A", "B", "A − B", "95% CI", "test", "p", "p (Holm)",
-                                  f"significant (α={c.alpha:g})"]))
+                                  f"significant (α={c.alpha:g})"], keep=2))
 
     if c.success_rates:
         parts.append(note("success rates over trials (ok + diverged; a diverged trial is a failure)"))
@@ -525,15 +531,17 @@ def _interval(ci: tuple[float, float] | None) -> str:
               help="Compare despite different budgets or training sets (never despite a different metric protocol).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="Significance level after the Holm correction.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--wide", is_flag=True, help="One wide table each (default: fit 80 columns).")
 def compare(run_dirs: tuple[Path, ...], metrics: tuple[str, ...], fmt: str, allow_different_budgets: bool,
-            alpha: float) -> None:
+            alpha: float, as_json: bool = False, wide: bool = False) -> None:
     """Compare the variants of one or more runs metric by metric across seeds.
 
     Differences of means with 95% intervals, paired or Welch t-tests with a Holm correction, ranks
     with ties, and mode-coverage success rates with Wilson intervals. A label found in several run
     directories is compared as label@<run dir>. Refuses results of different protocols.
     """
-    click.echo(render(compare_runs(run_dirs, metrics, alpha, allow_different_budgets), fmt))
+    click.echo(render(compare_runs(run_dirs, metrics, alpha, allow_different_budgets), "json" if as_json else fmt, wide))
 
 
 __all__ = ["Comparison", "DIRECTIONS", "check_protocol", "compare", "compare_runs", "compare_values", "holm",

@@ -110,7 +110,7 @@ def evolution_figure(run_dir: str | Path, manifest: dict[str, Any], results: lis
                 _grid_panel(ax, x)
             metrics = (evaluations.get(s) or {}).get("metrics") or {}
             ax.set_title(f"G step {s}\n{_short_metrics(metrics)}", fontsize=7)
-    fig.suptitle("Sample evolution: each variant's samples at every evaluation (first seed); left: real data",
+    fig.suptitle("Sample evolution\neach variant at every evaluation (first seed); left: real data",
                  fontsize=10)
     return fig
 

@@ -63,6 +63,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from gbench.analysis.layer import group_by_label, ok_values
+from gbench.analysis.text import fit_table
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, bounds, direction
 from gbench.run.results import load_results, read_json, write_json
@@ -377,7 +378,10 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
 
 
-def render_rows(rows: list[dict[str, Any]], fmt: str = "github") -> str:
+def render_rows(rows: list[dict[str, Any]], fmt: str = "github", wide: bool = False) -> str:
+    """The checks as a table (fits 80 columns unless ``wide``; ``json``: the rows)."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, sort_keys=True, default=str)
     headers = ["variant", "metric", "better", "baseline (sd, n)", "run (n)", "change", "tolerance", "status"]
     table = []
     for r in rows:
@@ -394,7 +398,7 @@ def render_rows(rows: list[dict[str, Any]], fmt: str = "github") -> str:
         if r.get("note"):
             status += f": {r['note']}"
         table.append([r["variant"], r["metric"], r["direction"], base, run, change, tol, status])
-    return tabulate(table, headers, tablefmt={"github": "github", "plain": "simple"}[fmt], disable_numparse=True)
+    return fit_table(headers, table, {"github": "github", "plain": "simple"}[fmt], wide=wide, keep=2)
 
 
 def render_baseline(data: Mapping[str, Any], fmt: str = "github") -> str:
@@ -447,17 +451,26 @@ def baseline(run_dir: Path, output: Path, tolerance_items: tuple[str, ...]) -> N
               help="A file written by `gbench baseline`.")
 @click.option("--tolerance", "tolerance_items", multiple=True, metavar="[LABEL:]METRIC=VALUE", help=_TOLERANCE_HELP)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="github", show_default=True)
-def check(run_dir: Path, baseline_file: Path, tolerance_items: tuple[str, ...], fmt: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: every check as a JSON object (same exit codes).")
+@click.option("--wide", is_flag=True, help="One wide table (default: fit 80 columns).")
+def check(run_dir: Path, baseline_file: Path, tolerance_items: tuple[str, ...], fmt: str, as_json: bool = False,
+          wide: bool = False) -> None:
     """Check RUN_DIR against a baseline: exit 0 if every metric is within its tolerance, 1 with the
     regressions otherwise (2: bad input, or a baseline of another protocol)."""
     data = read_baseline(baseline_file)
     rows = check_run(run_dir, data, parse_tolerances(tolerance_items), where=str(baseline_file))
-    click.echo(render_rows(rows, fmt))
     bad = failures(rows)
     gated = sum(r["status"] != "new" for r in rows)
+    if as_json:
+        click.echo(json.dumps({"passed": not bad, "checks": gated, "failed": len(bad), "rows": rows}, indent=2,
+                              sort_keys=True, default=str))
+        if bad:
+            raise click.exceptions.Exit(1)
+        return
+    click.echo(render_rows(rows, fmt, wide))
     if bad:
         click.echo(f"\n{len(bad)} regression(s) against {baseline_file}:\n")
-        click.echo(render_rows(bad, fmt))
+        click.echo(render_rows(bad, fmt, wide))
         click.echo(f"\ngate: FAILED ({len(bad)} of {gated} checks)")
         sys.stdout.flush()
         raise click.exceptions.Exit(1)

@@ -76,12 +76,13 @@ def tables_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> str:
                         for r in problems)
         parts.append(f'<p class="note">Trials not ok:</p><ul class="note">{items}</ul>')
     kinds = {r.get("data_kind", "toy") for r in results}
-    parts.append(f'<p class="note">{_e(_footnote("github", present, kinds))}</p>')
+    parts.append(f'<p class="note">{_e(_footnote("github", present, kinds, targets=any(r["target"] for r in rows)))}</p>')
     return "\n".join(parts)
 
 
-def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs if v not in (None, "", {}, []))
+def _kv(pairs: Iterable[tuple[str, Any]], strip: int = 0) -> str:
+    """Key/value pairs as a definition list (empty values left out; ``strip``: characters cut from each key)."""
+    items = "".join(f"<dt>{_e(k[strip:])}</dt><dd>{_e(v)}</dd>" for k, v in pairs if v not in (None, "", {}, []))
     return f'<dl class="kv">{items}</dl>'
 
 
@@ -147,10 +148,11 @@ def protocol_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> st
     if metrics:
         parts.append("<h3>Metric protocols</h3>")
         for name, definition in metrics.items():
-            text = json.dumps(definition, indent=2, sort_keys=True, default=str)
-            parts.append(f"<h4>{_e(name)}</h4><pre>{_e(text)}</pre>")
+            parts.append(f"<h4>{_e(name)}</h4>" + _kv(settings_of({"m": definition}, ("m",)).items(), strip=2))
     if data_prov:
-        parts.append("<h3>Data provenance</h3>" + "".join(f"<pre>{_e(v)}</pre>" for v in data_prov))
+        parts.append("<h3>Data provenance</h3>" + "".join(
+            _kv(settings_of({"d": json.loads(v) if v.startswith("{") else v}, ("d",)).items(), strip=2)
+            for v in data_prov))
     parts += ["<h3>Provenance</h3>", _kv(prov_rows)]
     if content:
         parts.append("<details><summary>Suite content (as hashed)</summary><pre>"
@@ -251,7 +253,7 @@ def overview(run_dir: Path, manifest: dict[str, Any], results: list[dict[str, An
                      "-" if s["mean"] is None else f"{s['mean']:.4g}", interval, f"{g.ok}/{g.trials}",
                      f"{rate.all_modes}/{rate.trials}" if rate else "-"])
     way = {1: "higher is better", -1: "lower is better"}[m.direction] if m.direction else "no direction"
-    html_ = (f'<p>Ranked on <b>{_e(key)}</b> ({_e(way)}), the primary metric of this run; a variant shares the '
+    html_ = (f'<p>Ranked on <strong>{_e(key)}</strong> ({_e(way)}), the primary metric of this run; a variant shares the '
              f'rank of the best of its class (<code>1=</code>) unless significantly worse after Holm at '
              f'α = {c.alpha:g} (<code>gbench compare {_e(run_dir)}</code>).</p>'
              + _table(["rank", "variant", f"mean {key}", "95% CI", "ok/trials", "all modes covered"], rows,

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from tabulate import tabulate
 
-from gbench.analysis import layer
+from gbench.analysis import layer, text
 from gbench.analysis.layer import group_by_label, mean_ci, metric_bounds, wilson
 
 __all__ = ["FORMATS", "METRIC_COLUMNS", "mean_ci", "metric_bounds", "mode_rates", "render", "summarise",
@@ -172,24 +172,36 @@ def missing_metrics(results: list[dict[str, Any]]) -> list[tuple[tuple[str, str]
     return list(missing.items())
 
 
-def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github") -> str:
+def render(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str = "github", wide: bool = False) -> str:
+    """The report as text: ``github``/``plain`` fit 80 columns unless ``wide`` (:func:`gbench.analysis.text.fit_table`),
+    ``latex`` is booktabs tables with notes as ``%`` comments, ``json`` the summaries."""
     rows = summarise(results, manifest.get("variants", ()))
     if fmt == "json":
         return json.dumps({"suite": manifest.get("suite"), "suite_hash": manifest.get("suite_hash"),
                            "protocol": _protocol(results), "variants": rows}, indent=2, sort_keys=True)
-    tablefmt = {"github": "github", "plain": "simple", "latex": "latex_booktabs"}[fmt]
+    latex = fmt == "latex"
+    tablefmt = {"github": "github", "plain": "simple", "latex": "latex"}[fmt]
+
+    def draw(headers: list[str], cells: list[list[str]]) -> str:
+        return text.latex_table(headers, cells) if latex else text.fit_table(headers, cells, tablefmt, wide=wide)
+
+    def note(line: str) -> str:
+        return text.wrap_note(line, wide=wide, prefix="% " if latex else "")
+
     present, headers, table = results_table(rows)
-    parts = [_title(manifest, results, fmt), tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)]
+    parts = [note(_title(manifest, results, "github")), draw(headers, table)]
     if any(r["target"] for r in rows):
-        parts.append(tabulate(*delta_table(rows)[::-1], tablefmt=tablefmt, disable_numparse=True))
+        parts.append(draw(*delta_table(rows)))
     if len(results) <= PER_SEED_MAX_TRIALS:
-        parts.append(tabulate(*per_seed_table(rows, present)[::-1], tablefmt=tablefmt, disable_numparse=True))
+        parts.append(draw(*per_seed_table(rows, present)))
     else:
-        parts.append(f"per-seed values of the {len(results)} trials: gbench report --format json")
-    parts += published_table(manifest, results, tablefmt)
-    parts += [f"{metric} not computed in {n} trials: {message}" for (metric, message), n in missing_metrics(results)]
+        parts.append(note(f"per-seed values of the {len(results)} trials: gbench report --format json"))
+    published = published_rows(manifest, results)
+    if published:
+        parts += [draw(published[0], published[1]), note(published[2])]
+    parts += [note(f"{metric} not computed in {n} trials: {message}") for (metric, message), n in missing_metrics(results)]
     kinds = {r.get("data_kind", "toy") for r in results}
-    parts.append(_footnote(fmt, present, kinds))
+    parts.append(note(_footnote("github", present, kinds, targets=any(r["target"] for r in rows))))
     return "\n\n".join(parts)
 
 
@@ -203,11 +215,13 @@ def mode_rates(results: list[dict[str, Any]], order: Iterable[str] = ()) -> list
             if (rates := toy_rates(group, 0.0))]
 
 
-def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tablefmt: str) -> list[str]:
-    """Our success / failure rates next to the suite's ``[reference_results]`` (nothing if it has none)."""
+def published_rows(manifest: dict[str, Any], results: list[dict[str, Any]]
+                   ) -> tuple[list[str], list[list[str]], str] | None:
+    """(headers, cells, note): our success / failure rates next to the suite's ``[reference_results]``
+    (None if it has none)."""
     published = (manifest.get("suite_content") or {}).get("reference_results") or {}
     if not published:
-        return []
+        return None
     rows = [r for r in mode_rates(results, manifest.get("variants", ())) if r["n"] and r["label"] in published]
     extra = sorted({k for v in published.values() for k, x in v.items()
                     if k not in ("success", "failure", "source") and not isinstance(x, str)})
@@ -226,11 +240,19 @@ def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tab
              + [number(published[r["label"]].get(k)) for k in extra] + [published[r["label"]].get("source", "")]
              for r in rows]
     if not table:
-        return []
+        return None
     note = ("success: all modes covered (modes = modes_total); failure: no mode covered, or diverged; "
-            "over finished trials; published: the suite's [reference_results]")
-    return [tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True),
-            f"% {note}." if tablefmt.startswith("latex") else f"{note}."]
+            "over finished trials; published: the suite's [reference_results].")
+    return headers, table, note
+
+
+def published_table(manifest: dict[str, Any], results: list[dict[str, Any]], tablefmt: str) -> list[str]:
+    """:func:`published_rows` drawn by tabulate in ``tablefmt`` (e.g. ``html``), then its note."""
+    found = published_rows(manifest, results)
+    if not found:
+        return []
+    headers, table, note = found
+    return [tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True), note]
 
 
 def _protocol(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,7 +279,7 @@ NOTES = {
 }
 
 
-def _footnote(fmt: str, present: list[tuple[str, str, int]], kinds: set[str]) -> str:
+def _footnote(fmt: str, present: list[tuple[str, str, int]], kinds: set[str], targets: bool = True) -> str:
     notes = ["mean [95% t-interval over seeds, clipped to the metric's range]"]
     notes += list(dict.fromkeys(NOTES[k] for k, _, _ in present if k in NOTES))
     if "jsd_bits" in {k for k, _, _ in present}:
@@ -267,7 +289,8 @@ def _footnote(fmt: str, present: list[tuple[str, str, int]], kinds: set[str]) ->
                          "or diverged; k/n [95% Wilson interval]")
         if "image" in kinds:
             notes.append("JSD (images): cross-fitted classifier estimate on fixed features, bits, a LOWER bound")
-    notes.append("within target: yes if the 95% interval of JSD(p, p_g) lies below δ, no if above, else unclear; "
-                 "not different from p if its lower limit is not above the base variant's JSD(p, p_g)")
+    if targets:
+        notes.append("within target: yes if the 95% interval of JSD(p, p_g) lies below δ, no if above, else "
+                     "unclear; not different from p if its lower limit is not above the base variant's JSD(p, p_g)")
     text = "; ".join(notes) + "."
     return f"% {text}" if fmt == "latex" else text
