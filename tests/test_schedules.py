@@ -208,3 +208,22 @@ def test_resume_keeps_finished_trials_of_variants_with_their_own_settings(tmp_pa
     first = {r["trial_id"]: r["started"] for r in run_suite(s, tmp_path / "run", quiet=True)}
     again = {r["trial_id"]: r["started"] for r in run_suite(s, tmp_path / "run", resume=True, quiet=True)}
     assert again == first and len(first) == 2  # nothing ran again: the results match their trials' budgets
+
+
+def test_device_seconds_on_a_cpu_are_process_time_not_wall_time(monkeypatch: pytest.MonkeyPatch):
+    import time
+
+    naps: list[float] = []
+    original = SGAN.d_loss
+
+    def napping(self: SGAN, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.004)  # wall time without CPU time: must not count against the budget
+        naps.append(0.004)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SGAN, "d_loss", napping)
+    r = run_all(suite(budget={"device_seconds": 0.3, "g_steps": 10**7, "batch_size": 32}))["sgan"]
+    used = r["consumed"]
+    assert used["stopped_by"] == "max_device_seconds" and 0.3 <= used["device_seconds"] < 0.55
+    assert len(naps) == used["d_steps"]
+    assert used["wall_seconds"] - used["device_seconds"] >= 0.9 * sum(naps)  # the naps ran, uncounted
