@@ -265,14 +265,19 @@ def suites(as_json: bool, wide: bool) -> None:
 
     rows = []
     for name, path in sorted(builtin_suites().items()):
-        s = load_suite(str(path))
+        try:
+            s = load_suite(str(path))
+        except GbenchError as exc:  # one broken file does not hide the others
+            rows.append({"suite": name, "path": str(path), "variants": None, "seeds": None, "dataset": None,
+                         "g_steps": None, "description": f"not loadable: {exc}", "error": str(exc)})
+            continue
         rows.append({"suite": name, "path": str(path), "variants": len(s.variants), "seeds": len(s.seeds),
                      "dataset": s.dataset.label, "g_steps": s.budget.g_steps, "description": s.description})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = [[r["suite"], str(r["variants"]), str(r["seeds"]), r["dataset"], str(r["g_steps"]), r["description"]]
-             for r in rows]
+    table = [[r["suite"]] + ["-" if r[k] is None else str(r[k]) for k in ("variants", "seeds", "dataset", "g_steps")]
+             + [r["description"]] for r in rows]
     click.echo(tabulate(_wrapped(table, {3: 10, 5: 20}, wide), ["suite", "vars", "seeds", "dataset", "G steps",
                                                                "description"], disable_numparse=True))
 

@@ -159,3 +159,127 @@ def test_image_smoke_suite_runs_and_records_missing_weights(tmp_path: Path, monk
     report = invoke("report", str(tmp_path / "img")).output
     assert "delta-gan" in report
     assert "fidelity not computed in 6 trials" in report and "GBENCH_INCEPTION_WEIGHTS" in report
+
+
+# -- the terminal ------------------------------------------------------------------------------------------
+
+
+def _widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+def test_run_json_quiet_and_tables_that_fit_80_columns(tiny: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", str(tiny), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout is the JSON alone; the header, progress and path go to stderr
+    assert data["results"] == str(out) and data["failed"] == []
+    assert sorted(t["trial_id"] for t in data["trials"]) == ["delta_0.2_-seed0", "delta_0.2_-seed1",
+                                                             "sgan-seed0", "sgan-seed1"]
+    assert {v["label"] for v in data["variants"]} == {"sgan", "delta(0.2)"}
+    assert "gbench: suite tiny: 4 trials to run (2 variants x 2 seeds), 20 G steps" in result.stderr
+    assert result.stderr.count("done ") == 4 and "JSD" in result.stderr  # a line per finished trial
+    quiet = CliRunner().invoke(cli, ["run", str(tiny), "--out", str(tmp_path / "q"), "--quiet", "--seeds", "0"])
+    assert quiet.stdout.strip() == f"results: {tmp_path / 'q'}" and quiet.stderr == ""
+    narrow = invoke("report", str(out)).output
+    assert _widest(narrow) <= 80 and "JSD (bits)" in narrow and "same in every row" in narrow
+    wide = invoke("report", str(out), "--wide").output
+    assert _widest(wide) > 80
+    for cmd in (["variants"], ["suites"], ["plugins"], ["compare", str(out)]):
+        text = invoke(*cmd).output
+        assert _widest(text) <= 80, (cmd, _widest(text))
+    assert {s["suite"] for s in json.loads(invoke("suites", "--json").output)} >= {"smoke", "ring"}
+    assert json.loads(invoke("report", str(out), "--json").output)["suite"] == "tiny"
+
+
+def test_ctrl_c_names_the_resume_command(tiny: Path, tmp_path: Path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gbench.run.runner.run_suite", interrupted)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", str(tiny), "--out", str(out), "--seeds", "0,1", "--no-batch",
+                                      "--executor", "process", "--jobs", "2"])
+    assert result.exit_code == 130
+    expected = f"gbench run {tiny} --out {out} --seeds 0,1 --executor process --jobs 2 --no-batch --resume"
+    assert expected in result.stderr and "Aborted" not in result.output
+
+
+def test_latex_report_is_booktabs_with_math_and_right_aligned_numbers(tiny: Path, tmp_path: Path):
+    import re
+    import shutil
+
+    out = tmp_path / "run"
+    assert invoke("run", str(tiny), "--out", str(out), "--quiet").exit_code == 0
+    tex = invoke("report", str(out), "--format", "latex").output
+    assert "±" not in tex.replace("%", "\n%").split("\n%")[0]
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert "±" not in body and "δ" not in body and r"$\delta$" in body
+    for table in re.findall(r"\\begin\{tabular\}\{([lr]+)\}(.*?)\\end\{tabular\}", body, re.S):
+        spec, inner = table
+        assert r"\toprule" in inner and r"\midrule" in inner and r"\bottomrule" in inner
+        rows = [r for r in inner.split(r"\\") if "&" in r]
+        assert all(r.count("&") == len(spec) - 1 for r in rows)  # every row has the spec's columns
+    assert re.search(r"\\begin\{tabular\}\{lr", body)  # variant left, numbers right
+    if shutil.which("pdflatex") is None:
+        pytest.skip("no pdflatex: checked by the parser above only")
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs}"
+                   "\\usepackage[landscape,margin=5mm]{geometry}\\begin{document}\\tiny\n" + tex + "\n\\end{document}\n",
+                   encoding="utf-8")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_eta_within_a_factor_1_5_after_a_tenth_of_the_run(jobs: int):
+    """A fake run: 6 trials of 2000 G steps, ``jobs`` at a time, each with 1 s of start-up and 2 s of
+    evaluation at 50 % and 100 %, 100 steps/s while training; the ETA against the true time left."""
+    import io
+
+    from gbench.run.progress import Progress
+
+    clock, stream = FakeClock(), io.StringIO()
+    trials = [f"t{i}" for i in range(6)]
+    p = Progress("fake", {t: 2000 for t in trials}, "runs/x", stream=stream, clock=clock, tty=False)
+    timeline: list[tuple[float, str, int | None]] = []  # (time, trial, step or None when it finishes)
+    for slot in range(0, len(trials), jobs):
+        t0 = (slot // jobs) * (1 + 20 + 4)
+        for t in trials[slot:slot + jobs]:
+            timeline.append((t0, t, 0))
+            for step in range(100, 2001, 100):
+                timeline.append((t0 + 1 + step / 100 + (2 if step > 1000 else 0) + (2 if step == 2000 else 0), t, step))
+            timeline.append((t0 + 25, t, None))
+    timeline.sort(key=lambda e: (e[0], {None: 1, 0: 2}.get(e[2], 0)))  # a slot frees, then the next trial starts
+    end = timeline[-1][0]
+    checked = 0
+    for when, t, step in timeline:
+        clock.now = when
+        if step is None:
+            p.finished(t, {"status": "ok", "consumed": {"g_steps": 2000}, "metrics": {"jsd_bits": 0.1}})
+        else:
+            p.step(t, step)
+        if when >= 0.1 * end and when < end:
+            eta, truth = p.eta(), end - when
+            assert eta is not None and truth / 1.5 <= eta <= truth * 1.5, (when, eta, truth)
+            checked += 1
+    assert checked > 20
+    text = stream.getvalue()
+    assert "steps/s" in text and "G step/s" not in text and "done 6/6 t5: 2000 G steps in 25.0s (80 steps/s), JSD 0.100 bits" in text
+
+
+def test_rates_and_durations_read_as_words():
+    from gbench.run.progress import duration, rate
+
+    assert rate(11.48) == "11.5 steps/s" and rate(1234.4) == "1234 steps/s" and rate(0.52) == "0.52 steps/s"
+    assert duration(428) == "7:08" and duration(4012) == "1:06:52" and duration(5.06) == "5.1s"

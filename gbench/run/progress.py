@@ -8,9 +8,11 @@
 * a line per finished trial: status, G steps, wall time, its rate, and its main metric
   (:func:`gbench.analysis.layer.headline`).
 
-ETA: remaining G steps / the average rate since training started (total G steps made in this process
-over wall time, start-up and evaluations included). With a steady throughput it is exact from the first
-report; the test holds it within x1.5 of the truth after 10 % of a run on a fake clock. With ``resuming``
+ETA: before any trial has finished, remaining G steps / the average rate since training started (G
+steps made in this process over wall time); once trials have finished, their mean wall time per G step
+(start-up and evaluations included) times what is left of each running and waiting trial, divided by
+the number of trials seen running at once. The test holds it within x1.5 of the truth after 10 % of a
+run on a fake clock (start-up and evaluation pauses, one or several trials at a time). With ``resuming``
 (``--resume``), a trial counts from its first reported step (it may have continued from a checkpoint).
 
 Everything goes to ``stream`` (stderr), so the table on stdout stays clean; ``quiet`` prints nothing.
@@ -69,6 +71,8 @@ class Progress:
     _running: dict[str, _Running] = field(default_factory=dict)
     _done_steps: int = 0
     _finished: set[str] = field(default_factory=set)
+    _walls: list[tuple[float, int]] = field(default_factory=list)  # (wall seconds, G steps) of finished trials
+    _parallel: int = 1  # the most trials seen running at once
     _t0: float | None = None
     _last_draw: float = -1e9
     _drawn: bool = False
@@ -95,6 +99,7 @@ class Progress:
         if g_step > 0 and run.origin is None:
             run.origin = g_step if self.resuming else 0
         run.step = max(run.step, g_step)
+        self._parallel = max(self._parallel, len(self._running))
         self._draw(now)
 
     def finished(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -105,6 +110,8 @@ class Progress:
         self._done_steps += total - ((run.origin or 0) if run else 0)
         consumed = (result.get("consumed") or {}).get("g_steps")
         wall = now - run.started if run else None
+        if wall and total and not (run and run.origin):
+            self._walls.append((wall, total))
         self._clear()
         self._print(finished_line(trial_id, result, consumed, wall, f"{len(self._finished)}/{len(self.totals)}"))
         self._draw(now, force=True)
@@ -131,13 +138,20 @@ class Progress:
         return self.made() / (now - self._t0)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left at the average rate so far (None before the first G step)."""
+        """Seconds left (see the module doc; None before the first G step)."""
+        now = self.clock() if now is None else now
+        if self._walls:
+            per_step = sum(w for w, _ in self._walls) / sum(n for _, n in self._walls)
+            running = sum(max(0.0, per_step * r.total - (now - r.started)) for r in self._running.values())
+            waiting = sum(per_step * t for tid, t in self.totals.items()
+                          if tid not in self._running and tid not in self._finished)
+            return (running + waiting) / self._parallel
         speed = self.throughput(now)
         return None if not speed else self.remaining() / speed
 
     def status_line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
-        speed, eta = self.throughput(now), self.eta(now)
+        speed, eta = self.throughput(now), self.eta(now)  # speed: G steps per second over all trials
         running = " ".join(f"{tid} {r.step}/{r.total}" for tid, r in self._running.items())
         done = f"{len(self._finished)}/{len(self.totals)} done"
         tail = f" | {rate(speed)} | {done} | ETA {duration(eta)}" if speed and eta is not None else f" | {done}"
