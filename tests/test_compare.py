@@ -346,3 +346,23 @@ def test_cli_rejects_an_unknown_metric_and_a_bad_alpha(tmp_path: Path):
     line = one_line_error(invoke("compare", run, "--metric", "fid"))
     assert "unknown metric 'fid'" in line and "modes" in line
     assert invoke("compare", run, "--alpha", "1.5").exit_code == 2
+
+
+def test_header_names_differing_optimiser_schedule_model_and_variant_settings(tmp_path: Path):
+    optim = {"g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999], "lr_schedule": "constant"}
+    a = toy_run(tmp_path / "a", {"sgan": [8, 8, 7], "rsgan": [4, 4, 5]}, optim=optim,
+                model={"arch": "mlp", "options": {"g_hidden": 64}}, variant_config={"non_saturating": True})
+    b = toy_run(tmp_path / "b", {"sgan": [2, 3, 2]}, optim={**optim, "lr_schedule": "linear", "g_lr": 1e-4},
+                model={"arch": "mlp", "options": {"g_hidden": 128}}, variant_config={"non_saturating": False})
+    c = compare_runs([a, b])
+    d = c.settings_differences
+    assert d["optim.lr_schedule"] == {"sgan@a": "constant", "rsgan": "constant", "sgan@b": "linear"}
+    assert d["optim.g_lr"]["sgan@b"] == "0.0001" and d["model.options.g_hidden"]["sgan@b"] == "128"
+    assert d["variant_config.non_saturating"] == {"sgan@a": "true", "sgan@b": "false"}  # same variant only
+    assert "optim.d_lr" not in d and "optim.betas" not in d  # equal everywhere: not named
+    text = invoke("compare", a, b).output
+    assert "settings differ between groups" in text and "optim.lr_schedule: sgan@a constant" in text
+    assert json.loads(invoke("compare", a, b, "--json").output)["settings_differences"] == d
+    # budgets still refused unless allowed
+    c2 = toy_run(tmp_path / "c", {"sgan": [1, 2, 3]}, budget__g_steps=99)
+    assert "budget.g_steps" in one_line_error(invoke("compare", a, c2))

@@ -152,3 +152,30 @@ def test_a_target_that_cannot_hold_against_the_reference_is_refused_before_train
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "cannot be guaranteed against the scoring reference" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out" / "trials").exists()
+
+
+def test_fit_table_keeps_every_cell_within_80_columns():
+    from gbench.analysis.text import fit_table, render
+
+    headers = ["variant"] + [f"metric {i}" for i in range(8)] + ["G steps"]
+    rows = [[f"v{r}"] + [f"{r}.{i}00 [{r}.{i}00, {r}.{i}99]" for i in range(8)] + ["600"] for r in range(3)]
+    wide = render(headers, rows, "github")
+    assert max(map(len, wide.splitlines())) > 80
+    text = fit_table(headers, rows)
+    assert max(map(len, text.splitlines())) <= 80
+    for r in rows:  # every varying cell is shown, each variant on every part, the constant column once
+        assert all(cell in text for cell in r[:-1])
+        assert text.count(f"| {r[0]} ") == text.count("| variant ")
+    assert "| G steps" not in text and "same in every row: G steps 600" in text
+    assert fit_table(headers, rows, wide=True) == wide
+    one = fit_table(headers, rows[:1])  # a single row: nothing is constant, only split
+    assert "G steps" in one and max(map(len, one.splitlines())) <= 80
+
+
+def test_latex_escapes_specials_and_aligns_numbers_right():
+    from gbench.analysis.text import latex_table
+
+    tex = latex_table(["variant", "target δ", "HQ %"], [["a_b & c", "0.2", "91.5 ± 1.0"], ["d", "-", "−3"]])
+    lines = tex.splitlines()
+    assert lines[0] == r"\begin{tabular}{lrr}" and lines[1] == r"\toprule" and lines[-2] == r"\bottomrule"
+    assert r"target $\delta$ & HQ \% \\" in tex and r"a\_b \& c & 0.2 & 91.5 $\pm$ 1.0 \\" in tex
