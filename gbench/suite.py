@@ -65,15 +65,18 @@ class Budget:
         return (self.d_steps_per_g_step + 1) * self.batch_size
 
 
-def describe_budget(b: Budget) -> str:
-    """A trial's budget in words: ``60 device-s per trial``, ``6400 gradient evaluations per trial``, or
-    ``3000 G steps x 1 D step, batch 256`` (with its device-seconds cap, if any)."""
-    if b.device_seconds:
-        return f"{b.device_seconds:g} device-s per trial"
-    if b.gradient_evals:
-        return f"{b.gradient_evals} gradient evaluations per trial"
-    return (f"{b.g_steps} G steps x {b.d_steps_per_g_step} D step{'s' if b.d_steps_per_g_step > 1 else ''}, "
-            f"batch {b.batch_size}" + (f", cap {b.max_device_seconds:g} device-s" if b.max_device_seconds else ""))
+def describe_budget(budget: Budget | Mapping[str, Any]) -> str:
+    """A trial's budget (a :class:`Budget`, or a result's ``budget`` record) in words: ``60 device-s per
+    trial``, ``6400 gradient evaluations per trial``, or ``3000 G steps x 1 D step, batch 256`` (with
+    its device-seconds cap, if any)."""
+    b = budget if isinstance(budget, Mapping) else dataclasses.asdict(budget)
+    if b.get("device_seconds"):
+        return f"{b['device_seconds']:g} device-s per trial"
+    if b.get("gradient_evals"):
+        return f"{b['gradient_evals']} gradient evaluations per trial"
+    k, cap = b.get("d_steps_per_g_step"), b.get("max_device_seconds")
+    return (f"{b.get('g_steps')} G steps x {k} D step{'' if k == 1 else 's'}, batch {b.get('batch_size')}"
+            + (f", cap {cap:g} device-s" if cap else ""))
 
 
 @dataclass(frozen=True)

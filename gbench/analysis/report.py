@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from gbench.analysis import layer, text
 from gbench.analysis.layer import group_by_label, mean_ci, metric_bounds, wilson
+from gbench.suite import describe_budget
 
 __all__ = ["FORMATS", "METRIC_COLUMNS", "mean_ci", "metric_bounds", "mode_rates", "render", "summarise",
            "toy_rates", "wilson"]
@@ -30,7 +31,8 @@ METRIC_COLUMNS = (
     ("nonstd_isc_mean", "IS* (non-standard weights)", 2),
     ("nonstd_kid_mean", "KID* (non-standard weights)", 4),
 )
-BUDGET_COLUMNS = (("g_steps", "G steps", 0), ("device_seconds", "device-s", 1))
+BUDGET_COLUMNS = (("g_steps", "G steps", 0), ("d_steps", "D steps", 0), ("gradient_evals", "grad. evals", 0),
+                  ("device_seconds", "device-s", 1))  # what each trial consumed (variants may set their own schedule)
 # A toy trial succeeds when it covers every mode with at least this share of high-quality samples, and
 # fails when it covers no mode (or diverged): the success / failure columns of the main table.
 SUCCESS_HQ_PERCENT = 50.0
@@ -264,8 +266,7 @@ def _title(manifest: dict[str, Any], results: list[dict[str, Any]], fmt: str) ->
     p = _protocol(results)
     budget, proto = p["budget"] or {}, p["protocol"] or {}
     text = (f"suite {manifest.get('suite')} (hash {manifest.get('suite_hash')}): reference {proto.get('reference')}, "
-            f"{proto.get('eval_samples')} samples per evaluation, budget {budget.get('g_steps')} G steps x "
-            f"{budget.get('d_steps_per_g_step')} D steps, batch {budget.get('batch_size')}")
+            f"{proto.get('eval_samples')} samples per evaluation, budget {describe_budget(budget)}")
     return f"% {text}" if fmt == "latex" else text
 
 
