@@ -21,9 +21,10 @@ output with the reason.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -102,6 +103,15 @@ class Variant(ABC):
     def describe(self) -> dict[str, Any]:
         """The variant's settings, for results and reports."""
         return {"variant": self.name, **config_dict(self.config)}
+
+
+def with_rng(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``fn(nets, x_real, x_fake, rng)`` for a variant's loss or ``real_scores``; one written without
+    the ``rng`` argument (the contract before it had one: it draws nothing) is called without it."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(params) >= 4:
+        return fn
+    return lambda nets, x_real, x_fake, rng: fn(nets, x_real, x_fake)
 
 
 def config_dict(config: VariantConfig) -> dict[str, Any]:

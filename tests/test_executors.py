@@ -48,9 +48,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_results(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """The reference: every trial in this process, one torch thread."""
+    """The reference: every trial in this process, one torch thread (separately: the executors are compared)."""
     out = tmp_path_factory.mktemp("local")
-    results = run_suite(load_suite(str(tiny)), out, quiet=True, executor=LocalExecutor(threads=1))
+    results = run_suite(load_suite(str(tiny)), out, Runtime(batch=False), quiet=True, executor=LocalExecutor(threads=1))
     return {r["trial_id"]: r for r in results}
 
 
@@ -78,7 +78,7 @@ def test_process_executor_runs_elsewhere_with_the_same_numbers(tiny: Path, tmp_p
                                                                local_results: dict[str, dict]):
     out = tmp_path / "process"
     result = invoke("run", str(tiny), "--out", str(out), "--executor", "process", "--jobs", "2", "--threads", "1",
-                    "--quiet")
+                    "--no-batch", "--quiet")
     assert result.exit_code == 0, result.output
     manifest, results = load_results(out)
     assert {k: manifest["runtime"][k] for k in ("executor", "jobs", "threads")} == \
@@ -95,7 +95,8 @@ def test_ray_executor_same_numbers(tiny: Path, tmp_path: Path, local_results: di
     # "local": a fresh instance even where a `ray start` cluster is running (CI starts one later)
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        results = run_suite(load_suite(str(tiny)), tmp_path / "ray", quiet=True, executor=RayExecutor(threads=1))
+        results = run_suite(load_suite(str(tiny)), tmp_path / "ray", Runtime(batch=False), quiet=True,
+                            executor=RayExecutor(threads=1))
         assert ray.is_initialized()  # a session it did not start is left running
     finally:
         ray.shutdown()

@@ -75,7 +75,7 @@ def test_kill_a_worker_then_the_parent_then_resume(tmp_path: Path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "gbench", "run", str(suite), "--out", str(out), "--executor", "process",
-               "--jobs", "2", "--threads", "1", "--checkpoint-every", "10", "--quiet"]
+               "--jobs", "2", "--threads", "1", "--checkpoint-every", "10", "--no-batch", "--quiet"]
     log = tmp_path / "killed.log"
     with log.open("wb") as sink:
         parent = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -43,9 +43,9 @@ class ExplodingGAN(SGAN):
         super().__init__(config)
         self.calls = 0
 
-    def d_loss(self, nets, x_real, x_fake):
+    def d_loss(self, nets, x_real, x_fake, rng=None):
         self.calls += 1
-        loss = super().d_loss(nets, x_real, x_fake)
+        loss = super().d_loss(nets, x_real, x_fake, rng)
         return loss * float("nan") if self.calls > 10 else loss
 
 
@@ -53,7 +53,7 @@ class CrashingGAN(SGAN):
     name = "crashing"
     paper = "a test double"
 
-    def g_loss(self, nets, x_real, x_fake):
+    def g_loss(self, nets, x_real, x_fake, rng=None):
         raise RuntimeError("boom")
 
 

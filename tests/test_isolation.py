@@ -57,7 +57,7 @@ def run(*args: str):
 @pytest.mark.parametrize("exc", [SystemExit("plugin quit"), KeyboardInterrupt("plugin's own"), GeneratorExit("odd")],
                          ids=["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
 def test_a_base_exception_from_a_variant_fails_that_trial_alone(suite: Path, tmp_path: Path, monkeypatch, exc):
-    def g_loss(self, nets, x_real, x_fake):
+    def g_loss(self, nets, x_real, x_fake, rng=None):
         raise exc
 
     monkeypatch.setattr(RSGAN(), "g_loss", g_loss)
@@ -71,7 +71,7 @@ def test_a_base_exception_from_a_variant_fails_that_trial_alone(suite: Path, tmp
 
 
 def test_exit_0_when_every_trial_finished_even_diverged(suite: Path, tmp_path: Path, monkeypatch):
-    def g_loss(self, nets, x_real, x_fake):
+    def g_loss(self, nets, x_real, x_fake, rng=None):
         return nets.critic(x_fake).mean() * math.nan
 
     monkeypatch.setattr(RSGAN(), "g_loss", g_loss)
@@ -238,7 +238,7 @@ def test_provenance_does_not_write_the_git_index():
 def test_an_all_diverged_group_keeps_its_success_rate_row(suite: Path, tmp_path: Path, monkeypatch):
     from gbench.analysis.compare import compare_runs
 
-    def g_loss(self, nets, x_real, x_fake):
+    def g_loss(self, nets, x_real, x_fake, rng=None):
         return nets.critic(x_fake).mean() * math.nan
 
     monkeypatch.setattr(RSGAN(), "g_loss", g_loss)

@@ -21,7 +21,7 @@ from gbench.run.loop import Precision
 from gbench.run.results import load_results, trial_path
 from gbench.run.runner import run_suite
 from gbench.suite import load_suite
-from gbench.run.trial import Runtime, run_trial, trials_of
+from gbench.run.trial import Runtime, run_group, run_trial, trials_of
 from test_harness import tiny_suite
 
 
@@ -35,23 +35,23 @@ def nets_of(monkeypatch):
     seen = []
     train = gbench.run.trial.train
 
-    def spy(variant, nets, *args, **kwargs):
-        seen.append(nets)
-        return train(variant, nets, *args, **kwargs)
+    def spy(variant, group, *args, **kwargs):
+        seen.append(group.players)
+        return train(variant, group, *args, **kwargs)
 
     monkeypatch.setattr(gbench.run.trial, "train", spy)
     return seen
 
 
 def stop_after_saving_at(monkeypatch, step: int) -> None:
-    save = gbench.run.checkpoint.TrainingState.save
+    save = gbench.run.checkpoint.GroupState.save
 
     def save_then_stop(self, path, loop):
         save(self, path, loop)
         if loop.step == step:
             raise Stop
 
-    monkeypatch.setattr(gbench.run.checkpoint.TrainingState, "save", save_then_stop)
+    monkeypatch.setattr(gbench.run.checkpoint.GroupState, "save", save_then_stop)
 
 
 @pytest.mark.parametrize("variant", ["sgan", "deligan", {"name": "delta-gan", "delta": 0.2}],
@@ -74,17 +74,39 @@ def test_n_steps_equal_half_then_resume_then_half_bitwise(tmp_path: Path, monkey
     assert resumed["status"] == "ok", resumed["error"]
     assert resumed["resumed_at"] == [20]
 
-    a, b = nets_of[0], nets_of[-1]
-    for player in ("generator", "critic"):
-        sa, sb = getattr(a, player).state_dict(), getattr(b, player).state_dict()
-        assert sa.keys() == sb.keys()
-        for key in sa:
-            assert torch.equal(sa[key], sb[key]), f"{player}.{key} differs after resume"
+    _same_weights(nets_of[0], nets_of[-1])
     for key in ("metrics", "evaluations", "loss_curve", "target"):
         assert straight[key] == resumed[key], key
     c, d = straight["consumed"], resumed["consumed"]
     assert {k: c[k] for k in c if not k.endswith("seconds")} == {k: d[k] for k in d if not k.endswith("seconds")}
     assert d["device_seconds"] > 0 and d["wall_seconds"] > 0
+
+
+def _same_weights(a, b) -> None:
+    for player in ("g", "d"):
+        sa, sb = getattr(a, player).state_dict(), getattr(b, player).state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), f"{player}.{key} differs after resume"
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_a_batched_group_resumes_bitwise(tmp_path: Path, monkeypatch, nets_of, mode):
+    # three seeds of deligan in one group: stacked nets, per-trial streams and (loop) per-trial global RNGs
+    trials = trials_of(tiny_suite(variants=[{"name": "deligan", "components": 4}], seeds=[0, 1, 2],
+                                  budget={"g_steps": 20}, eval={"at": [0.5, 1.0]}))
+    straight = run_group(trials, mode=mode)
+    path, runtime = checkpoint_path(tmp_path, trials[0].id), Runtime(checkpoint_every=5)
+    with monkeypatch.context() as m:
+        stop_after_saving_at(m, 15)
+        with pytest.raises(Stop):
+            run_group(trials, runtime, checkpoint_path=path, mode=mode)
+    resumed = run_group(trials, runtime, checkpoint_path=path, resume=True, mode=mode)
+    _same_weights(nets_of[0], nets_of[-1])
+    for a, b in zip(straight, resumed):
+        assert b["status"] == "ok" and b["resumed_at"] == [15], b["error"]
+        for key in ("metrics", "evaluations", "loss_curve"):
+            assert a[key] == b[key], key
 
 
 def test_loss_scaler_state_round_trips():

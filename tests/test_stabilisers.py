@@ -3,6 +3,7 @@ variant, against hand computations, and resumed bit for bit."""
 from __future__ import annotations
 
 import math
+import types
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 
 import gbench
 import gbench.run.trial
+from gbench.run.batched import Players, stack
 from gbench.run.checkpoint import checkpoint_path
 from gbench.run.loop import ema_update, lr_factor, r1_penalty
 from gbench.run.trial import Runtime, run_trial, trials_of
@@ -21,20 +23,25 @@ from test_resume import Stop, nets_of, stop_after_saving_at  # noqa: F401 (fixtu
 STABILISED = {"ema_decay": 0.9, "ema_start": 3, "lr_schedule": "cosine", "r1_gamma": 0.5}
 
 
+def players_of(nets: gbench.Nets) -> Players:
+    """One trial's nets as a stacked group of one."""
+    return Players(stack([nets.generator]), stack([nets.critic]), "loop")
+
+
 def test_ema_update_is_the_hand_computation():
     torch.manual_seed(0)
-    model, ema = nn.Linear(3, 2), nn.Linear(3, 2)
+    model, ema = stack([nn.Linear(3, 2), nn.Linear(3, 2)]), stack([nn.Linear(3, 2), nn.Linear(3, 2)])
     ema_update(ema, model, 0.0, copy=True)
-    e0 = [p.detach().clone() for p in ema.parameters()]
+    e0 = [p.detach().clone() for p in ema.params.values()]
     history = []
     for _ in range(3):
         with torch.no_grad():
-            for p in model.parameters():
+            for p in model.params.values():
                 p.add_(torch.randn_like(p))
-        history.append([p.detach().clone() for p in model.parameters()])
+        history.append([p.detach().clone() for p in model.params.values()])
         ema_update(ema, model, 0.75)
-    # e_3 = 0.75^3 e_0 + 0.25 (0.75^2 m_1 + 0.75 m_2 + m_3)
-    for i, e in enumerate(ema.parameters()):
+    # e_3 = 0.75^3 e_0 + 0.25 (0.75^2 m_1 + 0.75 m_2 + m_3), for each of the two stacked nets
+    for i, e in enumerate(ema.params.values()):
         want = 0.75**3 * e0[i] + 0.25 * (0.75**2 * history[0][i] + 0.75 * history[1][i] + history[2][i])
         torch.testing.assert_close(e.detach(), want, rtol=1e-6, atol=1e-6)
 
@@ -61,8 +68,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
 
     adam = torch.optim.Adam
 
-    def make(params_, lr, betas):
-        opt = adam(params_, lr=lr, betas=betas)
+    def make(params_, lr, betas, **kwargs):
+        opt = adam(params_, lr=lr, betas=betas, **kwargs)
         opt._role = "g" if not hasattr(make, "first") else "d"
         make.first = True
         return opt
@@ -72,7 +79,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
     train = gbench.run.trial.train
     captured = {}
 
-    def train_spy(variant, nets, opt_g, opt_d, *args, **kwargs):
+    def train_spy(variant, group, *args, **kwargs):
+        opt_g, opt_d = group.opt_g, group.opt_d
         orig = opt_g.step
 
         def g_step(*a, **k):
@@ -80,8 +88,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
             return orig(*a, **k)
 
         opt_g.step = g_step
-        captured["ema"], captured["g"] = kwargs["ema"], nets.generator
-        return train(variant, nets, opt_g, opt_d, *args, **kwargs)
+        captured["ema"] = group.ema
+        return train(variant, group, *args, **kwargs)
 
     monkeypatch.setattr(gbench.run.trial, "train", train_spy)
     suite = tiny_suite(optim={"g_lr": 2e-3, "d_lr": 1e-3, "lr_schedule": "linear", "ema_decay": 0.8,
@@ -95,7 +103,7 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
     ema = [p.clone() for p in params[1]]
     for p_t in params[2:]:
         ema = [0.8 * e + 0.2 * p for e, p in zip(ema, p_t)]
-    for e, want in zip(captured["ema"].parameters(), ema):
+    for e, want in zip(captured["ema"].params.values(), ema):
         torch.testing.assert_close(e, want, rtol=1e-5, atol=1e-6)
     assert result["generator"] == "ema"
     assert "modes" in result["metrics"] and "raw.modes" in result["metrics"]
@@ -113,23 +121,29 @@ def test_r1_is_the_hand_computation_and_its_gradient_matches_finite_differences(
         def forward(self, x):
             return (self.a * x**2 + self.b * x).sum(-1)
 
-    critic = Quadratic()
-    nets = gbench.Nets(nn.Identity(), critic)
+    players = players_of(gbench.Nets(nn.Linear(2, 2), Quadratic()))
+    critic = types.SimpleNamespace(**players.d.trial(0))  # views of the stacked a and b
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     gamma = 0.8
-    pen = r1_penalty(sgan.SGAN(), nets, x, x.flip(0), gamma)
+
+    def r1(x_r, x_f):
+        return r1_penalty(sgan.SGAN(), players, x_r[None], x_f[None], [None], gamma, [0])[0]
+
+    pen = r1(x, x.flip(0))
     with torch.no_grad():
         want = 0.5 * gamma * ((2 * critic.a * x + critic.b) ** 2).sum(1).mean()
     torch.testing.assert_close(pen, want)
-    (grad_a,) = torch.autograd.grad(pen, critic.a)
+    (grad_a,) = torch.autograd.grad(pen, players.d.params["a"])
+    grad_a = grad_a[0]
     h = 1e-6
     fd = []
+    a = players.d.params["a"].data[0]
     for i in range(2):
-        critic.a.data[i] += h
-        up = r1_penalty(sgan.SGAN(), nets, x, x, gamma).detach()
-        critic.a.data[i] -= 2 * h
-        down = r1_penalty(sgan.SGAN(), nets, x, x, gamma).detach()
-        critic.a.data[i] += h
+        a[i] += h
+        up = r1(x, x).detach()
+        a[i] -= 2 * h
+        down = r1(x, x).detach()
+        a[i] += h
         fd.append((up - down) / (2 * h))
     torch.testing.assert_close(grad_a, torch.stack(fd), rtol=1e-6, atol=1e-8)
 
@@ -140,7 +154,7 @@ def test_r1_of_a_pairwise_critic_differentiates_t_of_real_and_fake():
     variant = tgan.TGAN()
     nets = gbench.Nets(variant.build_generator(backbone), variant.build_critic(backbone))
     x_r, x_f = torch.randn(6, 2), torch.randn(6, 2)
-    pen = r1_penalty(variant, nets, x_r, x_f, 2.0)
+    pen = r1_penalty(variant, players_of(nets), x_r[None], x_f[None], [None], 2.0, [0])[0]
     x = x_r.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(nets.critic(x, x_f).sum(), x)
     torch.testing.assert_close(pen, g.pow(2).sum(1).mean())
@@ -162,9 +176,9 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
     emas = []
     train = gbench.run.trial.train
 
-    def spy(*args, **kwargs):
-        emas.append(kwargs["ema"])
-        return train(*args, **kwargs)
+    def spy(variant, group, *args, **kwargs):
+        emas.append(group.ema)
+        return train(variant, group, *args, **kwargs)
 
     monkeypatch.setattr(gbench.run.trial, "train", spy)
     straight = run_trial(trial)
@@ -177,19 +191,10 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
     resumed = run_trial(trial, runtime, checkpoint_path=path, resume=True)
     assert resumed["status"] == "ok", resumed["error"]
     assert resumed["resumed_at"] == [15]
-    for a, b in ((nets_of[0].generator, nets_of[-1].generator), (nets_of[0].critic, nets_of[-1].critic),
-                 (emas[0], emas[-1])):
+    for a, b in ((nets_of[0].g, nets_of[-1].g), (nets_of[0].d, nets_of[-1].d), (emas[0], emas[-1])):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()
         for key in sa:
             assert torch.equal(sa[key], sb[key]), key
     for key in ("metrics", "evaluations", "loss_curve", "generator"):
         assert straight[key] == resumed[key], key
-
-
-def test_batched_seeds_refuse_the_stabilisers_in_one_line():
-    from gbench.run import batched
-
-    trial = trials_of(tiny_suite(optim={"ema_decay": 0.99, "r1_gamma": 1.0, "lr_schedule": "linear"}))[0]
-    with pytest.raises(gbench.GbenchError, match=r"stabilisers ema_decay and r1_gamma; run without --batch-seeds"):
-        batched.check(trial)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from gbench.variant import Nets, Variant
+from gbench.variant import Nets, Variant, with_rng
 
 PROBE_RTOL = 1e-4  # vmap vs trial by trial on the probe: float rounding only
 
@@ -157,10 +157,10 @@ def probe(variant: Variant, build: Callable[[int], Nets], x_real: torch.Tensor, 
         try:
             with torch.no_grad():
                 x_fake = players.run(generate, z, rngs())
-            d = players.run(variant.d_loss, x_real, x_fake, rngs())
+            d = players.run(with_rng(variant.d_loss), x_real, x_fake, rngs())
 
             def g_loss(nets: Nets, x_r: torch.Tensor, z_: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-                return variant.g_loss(nets, x_r, nets.generator(z_), rng)
+                return with_rng(variant.g_loss)(nets, x_r, nets.generator(z_), rng)
 
             g = players.run(g_loss, x_real, z, rngs())
             (d.sum() + g.sum()).backward()
@@ -172,7 +172,7 @@ def probe(variant: Variant, build: Callable[[int], Nets], x_real: torch.Tensor, 
                  for st in (players.g, players.d) for p in st.params.values()]
         results.append([d.detach(), g.detach(), *grads, *players.g.buffers.values(), *players.d.buffers.values()])
     for a, b in zip(*results):
-        if a.shape != b.shape or not torch.allclose(a, b, rtol=PROBE_RTOL, atol=PROBE_RTOL * float(b.abs().max().clamp(min=1e-6)),
-                                                    equal_nan=True):
+        scale = float(torch.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0).abs().max().clamp(min=1e-6))
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=PROBE_RTOL, atol=PROBE_RTOL * scale, equal_nan=True):
             return "its vmapped losses or gradients differ from trial-by-trial ones beyond float rounding"
     return None

@@ -43,7 +43,7 @@ import torch
 from gbench.run.batched import Players, Stack, generate, stack_results
 from gbench.run.budget import Meter
 from gbench.suite import Budget, Optim
-from gbench.variant import Nets, Variant
+from gbench.variant import Nets, Variant, with_rng
 
 
 class BatchStream:
@@ -134,7 +134,7 @@ def r1_penalty(variant: Variant, players: Players, x_real: torch.Tensor, x_fake:
     """(S,) gamma/2 E_p |grad_x D(x)|^2 on each trial's real batch (Mescheder et al. 2018, R1),
     differentiable in D. The input gradient is taken outside the vmapped call, so it works batched."""
     x = x_real.detach().requires_grad_(True)
-    scores = players.run(variant.real_scores, x, x_fake, rngs, active=active)
+    scores = players.run(with_rng(variant.real_scores), x, x_fake, rngs, active=active)
     (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return 0.5 * gamma * grad.pow(2).flatten(2).sum(2).mean(1)
 
@@ -256,8 +256,10 @@ def train(
     perturbs = type(variant).perturb_real is not Variant.perturb_real  # else the identity: skip the calls
     active = [s for s in range(S) if outcomes[s].diverged_at is None]
 
+    d_loss, g_loss_of_fake = with_rng(variant.d_loss), with_rng(variant.g_loss)
+
     def g_loss(nets: Nets, x_real: torch.Tensor, z: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        return variant.g_loss(nets, x_real, nets.generator(z), rng)
+        return g_loss_of_fake(nets, x_real, nets.generator(z), rng)
 
     meter.resume()
     for step in range(state.step + 1, budget.g_steps + 1):
@@ -272,7 +274,7 @@ def train(
             with torch.no_grad(), amp.autocast():
                 x_fake = group.run(generate, z, group.loss_rngs, active=active)
             with amp.autocast():
-                loss_d = group.run(variant.d_loss, x_real, x_fake, group.loss_rngs, active=active)
+                loss_d = group.run(d_loss, x_real, x_fake, group.loss_rngs, active=active)
                 if optim.r1_gamma > 0:
                     loss_d = loss_d + r1_penalty(variant, players, x_real, x_fake, group.loss_rngs,
                                                  optim.r1_gamma, active)
