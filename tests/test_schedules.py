@@ -156,7 +156,7 @@ def test_the_readme_example_of_per_variant_settings_parses_as_it_says():
 def test_compare_takes_an_equal_gradient_eval_budget_and_refuses_it_against_g_steps(tmp_path: Path):
     from click.testing import CliRunner
 
-    from gbench.analysis.compare import compare_runs
+    from gbench.analysis.compare import compare_runs, render
     from gbench.cli import cli
     from gbench.run.runner import run_suite
 
@@ -164,6 +164,7 @@ def test_compare_takes_an_equal_gradient_eval_budget_and_refuses_it_against_g_st
     run_suite(suite(budget={"gradient_evals": 3200, "batch_size": 32}, variants=two), tmp_path / "ge", quiet=True)
     compared = compare_runs([tmp_path / "ge"])  # schedules differ, the budget (3200 evaluations) does not
     assert [g.name for g in compared.groups] == ["sgan", "rsgan"] and not compared.budget_differences
+    assert "budget 3200 gradient evaluations per trial" in " ".join(render(compared, wide=True).split())
     report = CliRunner().invoke(cli, ["report", str(tmp_path / "ge"), "--wide"])
     assert report.exit_code == 0 and "budget 3200 gradient evaluations per trial" in report.output
     # what each consumed: (G + D steps) x 32 <= 3200, 50 x 2 and 33 x 3 steps

@@ -68,6 +68,7 @@ from gbench.analysis.layer import difference, group_by_label, ok_values, setting
 from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci
 from gbench.analysis.text import fit_table, latex_table, wrap_note
 from gbench.run.results import load_results
+from gbench.suite import describe_budget
 
 Z95 = 1.959963984540054  # standard normal 0.975 quantile
 
@@ -460,8 +461,7 @@ def render(c: Comparison, fmt: str = "github", wide: bool = False) -> str:
     if c.budget_differences:
         head += f"; budgets DIFFER ({', '.join(c.budget_differences)}), compared as allowed"
     else:
-        head += (f", budget {p.get('budget.g_steps')} G steps x {p.get('budget.d_steps_per_g_step')} D steps, "
-                 f"batch {p.get('budget.batch_size')}")
+        head += ", budget " + describe_budget({k[len("budget."):]: v for k, v in p.items() if k.startswith("budget.")})
     parts = [note(head)]
     if c.settings_differences:
         lines = [f"  {key}: " + ", ".join(f"{g} {v}" for g, v in by_group.items())
