@@ -28,6 +28,8 @@ from gbench.run.loop import Precision
 from gbench.run.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
     trials_of
 from gbench.run.executors import Executor, LocalExecutor
+from gbench.run.progress import budget_text, progress_for
+from gbench.observers import observed_run
 
 FINISHED = ("ok", "diverged")  # a failed trial is tried again on --resume
 
@@ -83,8 +85,9 @@ def check_suite(suite: Suite, runtime: Runtime) -> None:
     if dataset.kind == "image":
         available = dataset.num_images("train")
         size = min(size, available) if size else available
-    if suite.budget.batch_size > size:
-        raise GbenchError(f"{where} [budget]: 'batch_size' {suite.budget.batch_size} is larger than the training "
+    batch = max(suite.for_variant(v).budget.batch_size for v in suite.variants)  # a variant's schedule may set its own
+    if batch > size:
+        raise GbenchError(f"{where} [budget]: 'batch_size' {batch} is larger than the training "
                           f"set ({size} examples); lower it or raise [dataset] train_size")
 
 
@@ -157,20 +160,13 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
     todo = [t for t in trials if not (resume and _finished(trial_path(out, t.id), t))]
     for trial_id in {t.id for t in trials} - {t.id for t in todo}:  # killed between result and checkpoint removal
         checkpoint_path(out, trial_id).unlink(missing_ok=True)
-    steps = suite.budget.g_steps
-    bar = tqdm(total=len(todo) * steps, disable=quiet, unit="G step", file=sys.stderr, dynamic_ncols=True,
-               smoothing=0.05)
-    done: dict[str, int] = {}  # G steps shown on the bar, per trial (several may run at once)
+    shown = progress_for(suite.name, todo, str(out), quiet, resuming=resume)
+    shown.header(len(suite.variants), len(suite.seeds), budget_text(todo or trials), len(trials) - len(todo))
 
     def on_progress(trial: Trial, step: int) -> None:
-        bar.set_description(trial.id)
-        if step > done.get(trial.id, 0):
-            bar.update(step - done.get(trial.id, 0))
-            done[trial.id] = step
+        shown.step(trial.id, step)
 
     def on_result(trial: Trial, result: dict[str, Any]) -> None:  # here, in this process, as each trial ends
-        bar.update(steps - done.get(trial.id, 0))
-        done[trial.id] = steps
         result["provenance"] = {**info, **result.get("provenance", {})}  # the worker's pid, host, threads
         samples = result.pop("_samples", None)  # the final evaluation's first samples, for the report's plots
         if samples is not None:
@@ -178,19 +174,21 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
         write_json(trial_path(out, trial.id), result)
         if result["status"] in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
             checkpoint_path(out, trial.id).unlink(missing_ok=True)
-        if result["status"] != "ok" and not quiet:
-            why = result["error"] or f"losses not finite at G step {result['diverged_at']}"
-            tqdm.write(f"gbench: trial {trial.id} {result['status']}: {why}", file=sys.stderr)
+        shown.finished(trial.id, result)
 
     try:
-        if runtime.batch_seeds:  # toy MLP suites: a variant's seeds as one batched model, in this process
-            from gbench.run import batched
+        with observed_run(out):  # every evaluation's samples (and TensorBoard), in whichever process trains
+            if runtime.batch:  # the seeds of each variant configuration as one batched group, in this process
+                from gbench.run.executors import run_groups
 
-            todo = batched.run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None))
-        executor.map_trials(todo, runtime, on_result, on_progress,
-                            lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume})
+                todo = run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None),
+                                  lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume},
+                                  isinstance(executor, LocalExecutor),
+                                  (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr)))
+            executor.map_trials(todo, runtime, on_result, on_progress,
+                                lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume})
     finally:
-        bar.close()
+        shown.close()
     return load_results(out)[1]
 
 
