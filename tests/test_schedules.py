@@ -165,6 +165,7 @@ def test_compare_takes_an_equal_gradient_eval_budget_and_refuses_it_against_g_st
     compared = compare_runs([tmp_path / "ge"])  # schedules differ, the budget (3200 evaluations) does not
     assert [g.name for g in compared.groups] == ["sgan", "rsgan"] and not compared.budget_differences
     assert "budget 3200 gradient evaluations per trial" in " ".join(render(compared, wide=True).split())
+    assert compared.settings_differences["budget.d_steps_per_g_step"] == {"sgan": "1", "rsgan": "2"}  # named
     report = CliRunner().invoke(cli, ["report", str(tmp_path / "ge"), "--wide"])
     assert report.exit_code == 0 and "budget 3200 gradient evaluations per trial" in report.output
     # what each consumed: (G + D steps) x 32 <= 3200, 50 x 2 and 33 x 3 steps

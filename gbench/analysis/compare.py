@@ -412,9 +412,10 @@ def compare_runs(run_dirs: Sequence[str | Path], metrics: Sequence[str] = (), al
 
 
 def settings_differences(groups: list[Group]) -> dict[str, dict[str, str]]:
-    """The optimiser and model settings that differ between groups, and the variant settings that
-    differ between groups of the same variant: dotted key -> {group: value}."""
-    out = setting_differences({g.name: g.results for g in groups}, ("optim", "model"))
+    """The optimiser, schedule (``budget.*``: variants may set their own) and model settings that differ
+    between groups, and the variant settings that differ between groups of the same variant: dotted key
+    -> {group: value}."""
+    out = setting_differences({g.name: g.results for g in groups}, ("optim", "budget", "model"))
     by_variant: dict[str | None, list[Group]] = {}
     for g in groups:
         by_variant.setdefault(g.variant, []).append(g)
