@@ -16,8 +16,9 @@ Protocol check (before anything else)
     (only they contribute numbers); a key missing from one record is not a difference. Paths, caches,
     the GPU flag and library versions (``IGNORED_METRIC_FIELDS``) are not protocol. Any difference
     raises :class:`GbenchError` naming the field and where each value comes from; there is no
-    override. The budget (``g_steps``, ``d_steps_per_g_step``, ``batch_size``, ``max_device_seconds``)
-    and the training set (``dataset.train_size``, ``dataset.seed``) must match too, unless
+    override. The budget (``g_steps``, ``d_steps_per_g_step``, ``batch_size``, ``max_device_seconds``;
+    where a suite states it as ``device_seconds`` or ``gradient_evals``, that value instead, and the
+    schedules may differ) and the training set (``dataset.train_size``, ``dataset.seed``) must match too, unless
     ``allow_different_budgets`` (``--allow-different-budgets``) is given; the difference is then shown
     in the output. Model, optimiser (learning rates, betas, schedule, stabilisers) and variant
     settings are not checked (they may be what a comparison is about): those that differ between
