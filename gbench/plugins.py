@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "gbench_plugins.deligan",
     "gbench_plugins.alpha_gan",
     "gbench_plugins.delta_gan",
+    "gbench_plugins.pacgan",
 )
 
 
