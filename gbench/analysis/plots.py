@@ -243,19 +243,17 @@ def toy_samples_figure(run_dir: str | Path, manifest: dict[str, Any], results: l
 
 
 def montage(images: np.ndarray, per_row: int = 8, pad: int = 2, fill: int = 255) -> np.ndarray:
-    """uint8 NCHW images as one (H', W', C) picture, ``per_row`` to a row, ``pad`` pixels between."""
+    """uint8 NCHW images as one (H', W', C) picture, ``per_row`` to a row, ``pad`` pixels between
+    (``torchvision.utils.make_grid``)."""
+    import torch
+    from torchvision.utils import make_grid
+
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[:, None]
-    n, c, h, w = images.shape
-    per_row = max(1, min(per_row, n))
-    nrows = math.ceil(n / per_row)
-    out = np.full((nrows * (h + pad) + pad, per_row * (w + pad) + pad, c), fill, dtype=np.uint8)
-    for i in range(n):
-        r, q = divmod(i, per_row)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
-            images[i].transpose(1, 2, 0)
-    return out
+    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=max(1, min(per_row, len(images))),
+                     padding=pad, pad_value=fill)
+    return grid.permute(1, 2, 0).numpy()[:, :, : images.shape[1]]
 
 
 def image_grid_figure(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]],
