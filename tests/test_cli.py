@@ -283,3 +283,29 @@ def test_rates_and_durations_read_as_words():
 
     assert rate(11.48) == "11.5 steps/s" and rate(1234.4) == "1234 steps/s" and rate(0.52) == "0.52 steps/s"
     assert duration(428) == "7:08" and duration(4012) == "1:06:52" and duration(5.06) == "5.1s"
+
+
+def test_terminal_status_line_is_redrawn_in_place_and_fits_the_width():
+    import io
+
+    from gbench.run.progress import Progress
+
+    clock, stream = FakeClock(), io.StringIO()
+    p = Progress("s", {f"variant-with-a-long-name-seed{i}": 1000 for i in range(4)}, "runs/s", stream=stream,
+                 clock=clock, tty=True, width=60)
+    p.header(1, 4, "1000 G steps x 1 D step, batch 64")
+    for step in range(0, 1001, 50):
+        clock.now = step / 100
+        for i in range(4):
+            p.step(f"variant-with-a-long-name-seed{i}", step)
+    p.finished("variant-with-a-long-name-seed0", {"status": "diverged", "diverged_at": 700,
+                                                  "consumed": {"g_steps": 700}})
+    p.close()
+    text = stream.getvalue()
+    assert text.startswith("gbench: suite s: 4 trials to run (1 variant x 4 seeds), 1000 G steps")
+    frames = [f for f in text.split("\r\x1b[2K") if f and not f.startswith("gbench:")]
+    status = [f for f in frames if "done" in f and not f.startswith("DIVERGED")]
+    assert len(status) >= 10  # redrawn in place, at most every 0.5 s of the (fake) clock
+    assert all(len(f) <= 59 and "\n" not in f for f in status)  # one line, within the terminal
+    assert "400 steps/s" in status[-1] and "ETA" in status[-1]  # 4 trials x 100 steps/s
+    assert "DIVERGED 1/4 variant-with-a-long-name-seed0 at G step 700: 700 G steps in 10.0s" in text

@@ -86,8 +86,11 @@ class Progress:
     def header(self, variants: int, seeds: int, budget: str, skipped: int = 0) -> None:
         """The line printed before training."""
         more = f", {skipped} already finished" if skipped else ""
-        self._print(f"gbench: suite {self.suite}: {len(self.totals)} trials to run ({variants} variants x "
-                    f"{seeds} seeds{more}), {budget}; results in {self.out}")
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}{'' if k == 1 else 's'}"
+
+        self._print(f"gbench: suite {self.suite}: {n(len(self.totals), 'trial')} to run ({n(variants, 'variant')} x "
+                    f"{n(seeds, 'seed')}{more}), {budget}; results in {self.out}")
 
     def step(self, trial_id: str, g_step: int) -> None:
         now = self.clock()
