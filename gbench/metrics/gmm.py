@@ -4,9 +4,12 @@ Used by :func:`gbench.metrics.jsd.jsd_to_known` as the density model q_hat of ge
 EM (Dempster, Laird & Rubin, 1977) and BIC (Schwarz, 1978) are the textbook ones, as in
 scikit-learn's ``GaussianMixture`` (same E/M steps, same ``reg_covar`` added to every covariance,
 k-means++ seeding from ``sklearn.cluster.kmeans_plusplus``); the E/M steps are written out for d = 2
-(closed-form 2x2 inverses, vectorised over all components) because that is about 6x faster than
-``GaussianMixture``'s per-component loop, which the bootstrap refits of the JSD interval need.
-tests/test_metrics_jsd.py checks the fit against scikit-learn's.
+because the bootstrap refits of the JSD interval need them fast: every log-density and every
+moment of the M-step is linear in the features (1, x, y, x^2, xy, y^2), so an E-step is one
+(n, 6) x (6, K) matrix product plus float32 exponentials and an M-step one (K, n) x (n, 6) product,
+closed-form 2x2 inverses for all components at once. tests/test_metrics_jsd.py checks the fit
+against scikit-learn's. The candidate fits of a selection are kept (:class:`Selection`) so that a
+bootstrap can repeat the choice of K on resampled weights (:func:`rivals`, :func:`reselect`).
 """
 from __future__ import annotations
 
