@@ -10,7 +10,10 @@ r gets component (r + c) mod N with one offset c drawn uniformly per forward pas
 global RNG (seeded per trial and saved in checkpoints): each component's expected share is exactly
 1/N for any batch size, and counts in a batch differ by at most one. (Plain row mod N would give
 the first n mod N components one extra row in every batch: with N = 50 and batch 128, 28
-components get weight 3/128 and 22 get 2/128.) Evaluation draws its offsets the same way.
+components get weight 3/128 and 22 get 2/128.) In eval mode nothing is drawn: the rows of all
+forward passes since the last ``eval()`` continue one rotation from component 0, so the evaluation
+samples split exactly evenly and scoring never moves the global RNG that training draws from
+(it used to: a trial's training then depended on its evaluation schedule).
 D is the standard GAN discriminator; G minimises the non-saturating loss plus
 ``sigma_penalty * mean((1 - sigma)^2)``, which stops sigma collapsing to 0 (the CIFAR script
 computes that penalty but leaves it out of G's gradient; we include it).
@@ -44,6 +47,7 @@ class MixtureLatent(nn.Module):
         super().__init__()
         self.mu = nn.Parameter(torch.empty(components, z_dim).uniform_(-1.0, 1.0))
         self.sigma = nn.Parameter(torch.full((components, z_dim), float(sigma0)))
+        self._eval_row = 0  # eval mode: the next row's place in the rotation (restarted by train(False))
 
     @property
     def components(self) -> int:
@@ -56,8 +60,17 @@ class MixtureLatent(nn.Module):
         drawn = torch.randint(self.components, (1,), device=device) if offset is None else offset
         return (torch.arange(n, device=device) + drawn) % self.components
 
+    def train(self, mode: bool = True) -> MixtureLatent:
+        """Switching modes restarts the evaluation rotation at component 0."""
+        self._eval_row = 0
+        return super().train(mode)
+
     def forward(self, eps: torch.Tensor) -> torch.Tensor:
-        idx = self.component_index(eps.shape[0], eps.device)
+        if self.training:
+            idx = self.component_index(eps.shape[0], eps.device)
+        else:  # no draw: evaluation must not shift the stream training draws its offsets from
+            idx = self.component_index(eps.shape[0], eps.device, offset=self._eval_row)
+            self._eval_row += eps.shape[0]
         return self.mu[idx] + self.sigma[idx] * eps
 
     def sigma_penalty(self) -> torch.Tensor:

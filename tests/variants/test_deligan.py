@@ -121,3 +121,39 @@ def test_config_validation():
     for bad in ({"components": 0}, {"sigma0": 0.0}, {"sigma_penalty": -1.0}, {"components": 2.5}):
         with pytest.raises(gbench.GbenchError):
             make_config(deligan.DeLiGANConfig, bad, "suite.toml")
+
+
+def test_evaluation_draws_nothing_and_splits_evenly():
+    """Eval mode: rows continue one rotation from component 0 across forward passes (chunks of 7 and 5
+    with N = 4: 0,1,2,3,0,1,2 then 3,0,1,2,3), restarted by the next eval(); the global RNG is untouched."""
+    latent = deligan.MixtureLatent(components=4, z_dim=2, sigma0=0.0)
+    with torch.no_grad():
+        latent.mu.copy_(torch.arange(8.0).view(4, 2))
+    eps = torch.zeros(12, 2)
+    latent.eval()
+    state = torch.get_rng_state()
+    first, second = latent(eps[:7]), latent(eps[7:])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(torch.cat([first, second]), latent.mu.detach()[torch.arange(12) % 4])
+    latent.train()
+    latent.eval()
+    assert torch.equal(latent(eps[:3]), latent.mu.detach()[:3])
+
+
+def test_training_stream_does_not_depend_on_evaluations():
+    """The same seed gives the same training draws whether or not the generator was evaluated in between."""
+    _, _, nets = _setup(components=5)
+    eps = torch.randn(9, 2)
+
+    def train_twice(evaluate: bool) -> torch.Tensor:
+        torch.manual_seed(3)
+        out = [nets.generator(eps)]
+        if evaluate:
+            nets.generator.eval()
+            with torch.no_grad():
+                nets.generator(torch.randn(2048, 2, generator=torch.Generator().manual_seed(0)))
+            nets.generator.train()
+        out.append(nets.generator(eps))
+        return torch.cat(out).detach()
+
+    assert torch.equal(train_twice(True), train_twice(False))
