@@ -251,7 +251,8 @@ def test_eta_within_a_factor_1_5_after_a_tenth_of_the_run(jobs: int):
 
     clock, stream = FakeClock(), io.StringIO()
     trials = [f"t{i}" for i in range(6)]
-    p = Progress("fake", {t: 2000 for t in trials}, "runs/x", stream=stream, clock=clock, tty=False)
+    p = Progress("fake", {t: 2000 for t in trials}, "runs/x", stream=stream, clock=clock, tty=False,
+                 evals={t: (1000, 2000) for t in trials})
     timeline: list[tuple[float, str, int | None]] = []  # (time, trial, step or None when it finishes)
     for slot in range(0, len(trials), jobs):
         t0 = (slot // jobs) * (1 + 20 + 4)

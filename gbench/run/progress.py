@@ -8,8 +8,10 @@
 * a line per finished trial: status, G steps, wall time, its rate, and its main metric
   (:func:`gbench.analysis.layer.headline`).
 
-ETA: before any trial has finished, remaining G steps / the average rate since training started (G
-steps made in this process over wall time); once trials have finished, their mean wall time per G step
+ETA: before any trial has finished, the running trials' training rate (G steps per second between
+reports without an evaluation), the start-up before a trial's first report and the time one
+evaluation takes, for what is left of each running trial and the whole of each waiting one; once
+trials have finished, their mean wall time per G step
 (start-up and evaluations included) times what is left of each running and waiting trial, divided by
 the number of trials seen running at once. The test holds it within x1.5 of the truth after 10 % of a
 run on a fake clock (start-up and evaluation pauses, one or several trials at a time). With ``resuming``
@@ -53,6 +55,18 @@ class _Running:
     started: float
     origin: int | None = None  # G steps it had before this process trained it (resumed from a checkpoint)
     step: int = 0
+    evals: tuple[int, ...] = ()  # the G steps it evaluates at
+    first: tuple[float, int] | None = None  # (time, step) of its first report after start-up
+    last: float = 0.0  # time of its latest report
+    train: list[float] = field(default_factory=lambda: [0.0, 0.0])  # (seconds, G steps) between reports, no evaluation
+    with_evals: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, G steps, evaluations) likewise
+
+    def rate(self) -> float | None:
+        """G steps per second while training (intervals between reports without an evaluation)."""
+        return self.train[1] / self.train[0] if self.train[0] > 0 and self.train[1] > 0 else None
+
+    def evals_after(self, step: int) -> int:
+        return sum(e > step for e in self.evals)
 
 
 @dataclass
@@ -64,6 +78,7 @@ class Progress:
     out: str
     quiet: bool = False
     resuming: bool = False
+    evals: dict[str, tuple[int, ...]] = field(default_factory=dict)  # trial id -> the G steps it evaluates at
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     clock: Callable[[], float] = time.monotonic
     tty: bool | None = None  # None: ask the stream
@@ -98,9 +113,21 @@ class Progress:
             self._t0 = now
         run = self._running.get(trial_id)
         if run is None:
-            run = self._running[trial_id] = _Running(self.totals.get(trial_id, 0), now)
+            run = self._running[trial_id] = _Running(self.totals.get(trial_id, 0), now,
+                                                     evals=self.evals.get(trial_id, ()))
         if g_step > 0 and run.origin is None:
             run.origin = g_step if self.resuming else 0
+        if g_step > run.step:
+            if run.first is None:
+                run.first = (now, g_step)
+            else:  # an interval between two reports: training, and any evaluations inside it
+                n = sum(run.step < e <= g_step for e in run.evals)
+                if n:
+                    run.with_evals.append((now - run.last, g_step - run.step, n))
+                else:
+                    run.train[0] += now - run.last
+                    run.train[1] += g_step - run.step
+            run.last = now
         run.step = max(run.step, g_step)
         self._parallel = max(self._parallel, len(self._running))
         self._draw(now)
@@ -149,8 +176,26 @@ class Progress:
             waiting = sum(per_step * t for tid, t in self.totals.items()
                           if tid not in self._running and tid not in self._finished)
             return (running + waiting) / self._parallel
-        speed = self.throughput(now)
-        return None if not speed else self.remaining() / speed
+        return self._eta_from_rates(now)
+
+    def _eta_from_rates(self, now: float) -> float | None:
+        """Before any trial has finished: the running trials' training rate, the start-up before a trial's
+        first report and the time an evaluation takes (both measured so far), for what is left of each
+        running trial and the whole of each waiting one."""
+        measured = [(r, r.rate()) for r in self._running.values() if r.rate()]
+        if not measured:
+            speed = self.throughput(now)
+            return None if not speed else self.remaining() / speed
+        rate_ = sum(v for _, v in measured) / len(measured)
+        startup = sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / v)
+                      for r, v in measured if r.first) / len(measured)
+        pauses = [max(0.0, (t - steps / v) / n) for r, v in measured for t, steps, n in r.with_evals]
+        evaluation = sum(pauses) / len(pauses) if pauses else 0.0
+        running = sum(max(0, r.total - r.step) / rate_ + evaluation * r.evals_after(r.step)
+                      for r in self._running.values())
+        waiting = sum(t / rate_ + startup + evaluation * len(self.evals.get(tid, ()))
+                      for tid, t in self.totals.items() if tid not in self._running and tid not in self._finished)
+        return (running + waiting) / self._parallel
 
     def status_line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
@@ -216,9 +261,10 @@ def finished_line(trial_id: str, result: dict[str, Any], g_steps: int | None, wa
 
 def progress_for(suite_name: str, trials: Sequence[Any], out: str, quiet: bool, resuming: bool = False,
                  stream: TextIO | None = None) -> Progress:
-    """A :class:`Progress` for the runner's ``trials`` (objects with ``id`` and ``suite.budget``)."""
-    return Progress(suite_name, {t.id: t.suite.budget.g_steps for t in trials}, out, quiet, resuming=resuming,
-                    stream=stream or sys.stderr)
+    """A :class:`Progress` for the runner's ``trials`` (objects with ``id`` and ``suite.budget``, ``suite.eval``)."""
+    evals = {t.id: tuple(sorted({max(1, round(a * t.suite.budget.g_steps)) for a in t.suite.eval.at})) for t in trials}
+    return Progress(suite_name, {t.id: t.suite.budget.g_steps for t in trials}, out, quiet, evals=evals,
+                    resuming=resuming, stream=stream or sys.stderr)
 
 
 def budget_text(trials: Sequence[Any]) -> str:
