@@ -142,7 +142,9 @@ def protocol_html(manifest: dict[str, Any], results: list[dict[str, Any]]) -> st
     suite += [("started", start), ("finished (last result written)", finish)]
     parts = [
         "<h3>Suite</h3>", _kv(suite),
-        "<h3>Budget (identical for every variant)</h3>", _kv(budget_rows),
+        ("<h3>Budget (the first variant's; variants set their own, see Settings)</h3>"
+         if setting_differences(group_by_label(results), ("budget",)) else
+         "<h3>Budget (identical for every variant)</h3>"), _kv(budget_rows),
         "<h3>Evaluation</h3>", _kv(eval_rows),
     ]
     if metrics:
