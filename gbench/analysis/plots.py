@@ -283,7 +283,9 @@ def image_grid_figure(run_dir: str | Path, manifest: dict[str, Any], results: li
             ax.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(picture, interpolation="nearest")
-        ax.set_xlabel(f"{min(per_trial, len(x))} samples, G step {_final_step(r)}", fontsize=7)
+        shown = headline(r.get("metrics") or {})
+        ax.set_xlabel(f"{min(per_trial, len(x))} samples, G step {_final_step(r)}" + (f"\n{shown}" if shown else ""),
+                      fontsize=7)
     for ax in axes[len(trials):]:
         ax.set_axis_off()
     fig.suptitle("Generated images, final evaluation\n(the first samples of the common evaluation noise)", fontsize=10)
