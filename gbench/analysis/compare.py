@@ -65,7 +65,7 @@ import click
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.analysis.layer import difference, group_by_label, ok_values, setting_differences, toy_rates, wilson
+from gbench.analysis.layer import difference, flatten, group_by_label, ok_values, setting_differences, toy_rates, wilson
 from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci
 from gbench.analysis.text import fit_table, latex_table, wrap_note
 from gbench.run.results import load_results
@@ -252,15 +252,6 @@ def load_groups(run_dirs: Sequence[str | Path]) -> list[Group]:
     return groups
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k not in IGNORED_METRIC_FIELDS:
-                _flatten(f"{prefix}.{k}", v, out)
-    else:
-        out[prefix] = value
-
-
 def _get(record: Mapping[str, Any], dotted: str) -> Any:
     value: Any = record
     for part in dotted.split("."):
@@ -276,7 +267,7 @@ def comparable_protocol(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict
     strict = {k: v for k in STRICT_FIELDS if (v := _get(result, k)) is not _MISSING}
     if result.get("status") == "ok":
         for metric, record in ((result.get("protocol") or {}).get("metrics") or {}).items():
-            _flatten(f"protocol.metrics.{metric}", record, strict)
+            flatten(f"protocol.metrics.{metric}", record, strict, skip=IGNORED_METRIC_FIELDS)
     budget = {k: v for k in BUDGET_FIELDS if (v := _get(result, k)) is not _MISSING}
     stated = {k: none if (v := _get(result, k)) is _MISSING else v  # older results: a budget in G steps
               for k, none in (("budget.device_seconds", 0.0), ("budget.gradient_evals", 0))}
