@@ -138,6 +138,14 @@ def test_worse_beyond_tolerance_fails_better_does_not(tmp_path):
     assert r.exit_code == 1
     regressions = r.output.split("regression(s) against")[1]
     assert "hq_percent" in regressions and "REGRESSED" in regressions and "jsd_bits" not in regressions
+    assert max(len(line) for line in r.output.splitlines() if str(tmp_path) not in line) <= 80  # tables fit 80
+    j = invoke("check", worse, "--baseline", tmp_path / "b.json", "--json")
+    assert j.exit_code == 1  # the same exit codes
+    checks = json.loads(j.output)
+    assert checks["passed"] is False and checks["failed"] == 1
+    assert {(c["variant"], c["metric"]) for c in checks["rows"] if c["status"] == "regressed"} == {("sgan", "hq_percent")}
+    b = invoke("baseline", base, "-o", tmp_path / "b2.json", "--json")
+    assert b.exit_code == 0 and json.loads(b.output)["variants"] == json.loads((tmp_path / "b2.json").read_text())["variants"]
     assert "gate: FAILED (1 of" in r.output
 
 

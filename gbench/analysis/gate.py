@@ -60,7 +60,6 @@ from typing import Any, Iterable, Mapping
 import click
 import numpy as np
 from scipy import stats
-from tabulate import tabulate
 
 from gbench.analysis.layer import group_by_label, ok_values
 from gbench.analysis.text import fit_table
@@ -401,7 +400,7 @@ def render_rows(rows: list[dict[str, Any]], fmt: str = "github", wide: bool = Fa
     return fit_table(headers, table, {"github": "github", "plain": "simple"}[fmt], wide=wide, keep=2)
 
 
-def render_baseline(data: Mapping[str, Any], fmt: str = "github") -> str:
+def render_baseline(data: Mapping[str, Any], fmt: str = "github", wide: bool = False) -> str:
     """The recorded means, spreads and the tolerances a run with as many seeds would get."""
     gate = data.get("gate") or {}
     alpha, floors = float(gate.get("alpha", ALPHA)), {**FLOORS, **(gate.get("floors") or {})}
@@ -413,7 +412,7 @@ def render_baseline(data: Mapping[str, Any], fmt: str = "github") -> str:
                                    _explicit(data.get("tolerances") or {}, label, key))
             table.append([label, key, _num(e["mean"]), _num(e.get("sd")), str(e["n"]), f"{_num(tol)} ({basis})"])
     headers = ["variant", "metric", "mean", "sd", "n", "tolerance at equal n"]
-    return tabulate(table, headers, tablefmt={"github": "github", "plain": "simple"}[fmt], disable_numparse=True)
+    return fit_table(headers, table, {"github": "github", "plain": "simple"}[fmt], wide=wide, keep=2)
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -427,7 +426,10 @@ _TOLERANCE_HELP = ("Explicit tolerance, repeatable: METRIC=VALUE for every varia
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Baseline file to write (JSON).")
 @click.option("--tolerance", "tolerance_items", multiple=True, metavar="[LABEL:]METRIC=VALUE", help=_TOLERANCE_HELP)
-def baseline(run_dir: Path, output: Path, tolerance_items: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the baseline written (JSON) instead of its table.")
+@click.option("--wide", is_flag=True, help="One wide table (default: fit 80 columns).")
+def baseline(run_dir: Path, output: Path, tolerance_items: tuple[str, ...], as_json: bool = False,
+             wide: bool = False) -> None:
     """Record RUN_DIR as a baseline for `gbench check`: per variant and metric the mean, the spread
     over seeds and the protocol."""
     data = make_baseline(run_dir, parse_tolerances(tolerance_items))
@@ -440,7 +442,10 @@ def baseline(run_dir: Path, output: Path, tolerance_items: tuple[str, ...]) -> N
                        f"{'the floors' if n == 1 else 'very wide (k = 31.8)'}; use 3 or more seeds, or --tolerance",
                        err=True)
     write_json(output, data)
-    click.echo(render_baseline(data))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return
+    click.echo(render_baseline(data, wide=wide))
     click.echo(f"\nbaseline of {run_dir} ({data['suite']}, hash {data['suite_hash']}, seeds "
                f"{', '.join(map(str, data['seeds']))}) written to {output}")
 
