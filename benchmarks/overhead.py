@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 from gbench.backbones import CNNBackbone, MLPBackbone
 from gbench.run.budget import Meter
-from gbench.run.loop import BatchStream, train
+from gbench.run.batched import Players, stack
+from gbench.run.loop import BatchStream, Group, train
 from gbench.suite import Budget
 from gbench.datasets.toy import ring8
-from gbench.variant import Nets
 from gbench_plugins.sgan import SGAN
 
 CIFAR10 = Path(os.environ.get("GBENCH_CIFAR10", Path(__file__).resolve().parents[2] / "shared/data/cifar10.npz"))
@@ -43,13 +43,17 @@ def make(backbone: Any, lr: float):
 
 
 def run_gbench(backbone: Any, data: torch.Tensor, steps: int, batch: int, lr: float) -> float:
-    G, D, opt_g, opt_d = make(backbone, lr)
-    stream = BatchStream(data, batch, torch.Generator().manual_seed(1))
-    z_rng = torch.Generator().manual_seed(2)
+    """The harness's loop on a group of one trial (S = 1: the plain loop), the same nets and streams."""
+    G, D, _, _ = make(backbone, lr)
+    players = Players(stack([G]), stack([D]), "loop")
+    opt_g = torch.optim.Adam(players.g.params.values(), lr=lr, betas=(0.5, 0.999), foreach=True)
+    opt_d = torch.optim.Adam(players.d.params.values(), lr=lr, betas=(0.5, 0.999), foreach=True)
+    group = Group(players, opt_g, opt_d, [BatchStream(data, batch, torch.Generator().manual_seed(1))],
+                  [torch.Generator().manual_seed(2)], [torch.Generator().manual_seed(3)],
+                  [torch.Generator().manual_seed(4)], backbone.z_dim)
     t0 = time.perf_counter()
-    train(SGAN(), Nets(G, D), opt_g, opt_d, stream, lambda: torch.randn(batch, backbone.z_dim, generator=z_rng),
-          torch.Generator().manual_seed(3), Budget(g_steps=steps, batch_size=batch), Meter(torch.device("cpu")),
-          lambda step: None, set())
+    train(SGAN(), group, Budget(g_steps=steps, batch_size=batch), Meter(torch.device("cpu")),
+          lambda step, active: None, set())
     return (time.perf_counter() - t0) / steps
 
 

@@ -60,7 +60,12 @@ def sync(device: torch.device) -> None:
 
 def shortened(suite: Suite, steps: int) -> Suite:
     """``suite`` trained for ``steps`` G steps, scored once at the end on few samples (untimed anyway)."""
-    return dataclasses.replace(suite, budget=dataclasses.replace(suite.budget, g_steps=steps, max_device_seconds=0.0),
+    def short(budget: Any) -> Any:
+        return budget and dataclasses.replace(budget, g_steps=steps, max_device_seconds=0.0, device_seconds=0.0,
+                                              gradient_evals=0)
+
+    variants = tuple(dataclasses.replace(v, budget=short(v.budget)) for v in suite.variants)
+    return dataclasses.replace(suite, budget=short(suite.budget), variants=variants,
                                eval=dataclasses.replace(suite.eval, num_samples=500, at=(1.0,), metrics=("modes",)))
 
 
