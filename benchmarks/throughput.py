@@ -1,6 +1,6 @@
 """How much of the machine a toy training step uses: matmul rate, step FLOPs, achieved training FLOP/s.
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--steps 200] [--compile]
+    python benchmarks/throughput.py [--device cpu|cuda] [--steps 200] [--threads N] [--compile]
 
 In one run, on one machine (``gbench.run.loop``, the harness's own code path):
 
@@ -115,7 +115,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="G steps per trial")
     parser.add_argument("--suite", default="ring")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the batched step")
+    parser.add_argument("--threads", type=int, help="torch threads [torch's default]")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no GPU here")

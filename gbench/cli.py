@@ -111,6 +111,8 @@ def run_summary(manifest: dict[str, Any], results: list[dict[str, Any]], out: Pa
 @click.option("--threads", type=int, metavar="N",
               help="torch threads per trial; the same N gives the same numbers on every executor "
                    "[local: torch's default; process, ray: CPUs // jobs].")
+@click.option("--batch-seeds", "batch_seeds", is_flag=False, flag_value="-1", default=None, hidden=True,
+              help="Retired: batching is the default (kept so older command lines still run).")
 @click.option("--no-batch", is_flag=True,
               help="Train every seed separately (default: the seeds of each variant configuration train "
                    "together as one batched group, in this process; docs/batched.md).")
@@ -123,7 +125,8 @@ def run_summary(manifest: dict[str, Any], results: list[dict[str, Any]], out: Pa
 def run(suite: str, out: Path | None, variants: list[str] | None, seeds: list[int] | None, device: str,
         precision: str, data_root: str | None, inception_weights: str | None, resume: bool, quiet: bool,
         checkpoint_every: int, executor: str, jobs: int | None, address: str | None, threads: int | None,
-        no_batch: bool = False, tensorboard: bool = False, as_json: bool = False, wide: bool = False) -> None:
+        no_batch: bool = False, tensorboard: bool = False, as_json: bool = False, wide: bool = False,
+        batch_seeds: str | None = None) -> None:
     """Run SUITE (a TOML file, or the name of a built-in suite) and print its results table.
 
     Exit status: 0 when every trial finished (ok or diverged), 1 when a trial failed (crashed, was
