@@ -6,9 +6,10 @@ JSD(p, q) = 1/2 E_p[log2(2p/(p+q))] + 1/2 E_q[log2(2q/(p+q))], in [0, 1] bits.
 * :func:`jsd_mc`: Monte-Carlo JSD when both log-densities are known exactly (e.g. p vs p_delta,
   two ``ToyMixture`` objects). Unbiased; the CI is the usual normal interval.
 * :func:`jsd_to_known`: achieved JSD between an exactly known data law p and a generator known only
-  through samples: the plug-in JSD(p, q_hat) with q_hat a Gaussian mixture fitted by EM/BIC,
-  computed by exact Monte Carlo, bootstrap-bias-corrected, with a bootstrap interval that includes
-  the fit error; a k-nearest-neighbour estimate is reported beside it as a cross-check.
+  through samples: the discriminator D = p/(p + q_hat) of a Gaussian mixture q_hat fitted by EM/BIC
+  plugged into the JSD formula, its p side by exact Monte Carlo and its q side over the generated
+  samples themselves, bootstrap-bias-corrected, with a bootstrap interval that includes the data
+  and fit error; a k-nearest-neighbour estimate is reported beside it as a cross-check.
 """
 from __future__ import annotations
 
@@ -61,10 +62,10 @@ class JSDEstimate:
 
     ``bits``: the reported value, raw (after bias correction it can fall slightly below 0; it is not
     clipped); ``ci_low``/``ci_high``: the 95 % interval (clipped to [0, 1] by :func:`jsd_to_known`,
-    raw for :func:`jsd_mc`); ``se``: its standard error; ``n_p``/``n_q``: Monte-Carlo draws on the p
+    raw for :func:`jsd_mc`); ``se``: its standard error; ``n_p``/``n_q``: draws on the p
     and q side; ``method``: how it was made. For :func:`jsd_to_known` also: ``n`` generated samples,
-    ``components`` (K of the fitted mixture), ``plug_in_bits`` (JSD(p, q_hat) before bias
-    correction), ``bias`` (its bootstrap bias estimate, subtracted), ``se_fit``/``se_mc`` (fit and
+    ``components`` (K of the fitted mixture), ``plug_in_bits`` (the estimate before bias
+    correction), ``bias`` (its bootstrap bias estimate, subtracted), ``se_fit``/``se_mc`` (data-and-fit and
     Monte-Carlo parts of ``se``), ``n_boot``, ``boot_components`` (K re-selected in each bootstrap
     resample), ``rivals`` (candidate fits refitted per resample), and the cross-check: ``check_method``, ``check_bits``,
     ``check_se`` and ``agree`` (see :func:`jsd_to_known`).
@@ -152,7 +153,7 @@ def jsd_mc(
 
 
 
-# -- achieved JSD against a known p: Gaussian-mixture plug-in ------------------------------------
+# -- achieved JSD against a known p: Gaussian-mixture discriminator -------------------------------
 
 
 def _terms(lp_x: np.ndarray, lq_x: np.ndarray, lp_y: np.ndarray, lq_y: np.ndarray) -> tuple[float, float]:
@@ -166,11 +167,18 @@ BOOT_ITER = 30  # most EM iterations of a bootstrap refit (warm-started from a c
 BOOT_TOL = 1e-6  # its tolerance, nats per point
 
 
-def _plug_in(p: Any, mix: Mixture2D, xp: np.ndarray, lp_xp: np.ndarray, u: np.ndarray, z: np.ndarray
-             ) -> tuple[float, float]:
-    """Exact-density Monte Carlo of JSD(p, q_hat): x ~ p given, y ~ q_hat from common numbers (u, z)."""
-    y = mix.sample(u, z)
-    return _terms(lp_xp, mix.logpdf(xp), p.log_prob(y), mix.logpdf(y))
+def _bound(mix: Mixture2D, xp: np.ndarray, lp_xp: np.ndarray, x: np.ndarray, lp_x: np.ndarray,
+           w: np.ndarray | None = None) -> tuple[float, float]:
+    """(J, its Monte-Carlo se) for the discriminator D = p/(p + q_hat): 1/2 E_p[log2 2D] over the exact
+    draws ``xp`` from p plus 1/2 of the (``w``-weighted) mean of log2 2(1 - D) over the generated
+    samples ``x`` themselves. Given q_hat this is the variational lower bound of §8(i), tight at
+    q_hat = q with a gap of second order in the error of q_hat; the se is the p side's only (the
+    generated side's error is the data's, left to the bootstrap)."""
+    a = 1.0 + (lp_xp - np.logaddexp(lp_xp, mix.logpdf(xp))) / LN2
+    lq_x = mix.logpdf(x)
+    b = 1.0 + (lq_x - np.logaddexp(lp_x, lq_x)) / LN2
+    b_mean = float(b.mean()) if w is None else float(w @ b) / float(w.sum())
+    return 0.5 * (float(a.mean()) + b_mean), 0.5 * float(a.std(ddof=1)) / math.sqrt(len(a))
 
 
 def knn_logpdf(fit: np.ndarray, x: np.ndarray, k: int, r_min: float, tree: cKDTree | None = None) -> np.ndarray:
@@ -206,18 +214,24 @@ def jsd_to_known(
        seeds with K = 1, 2, 4, K_p, then grows while BIC improves, up to ``k_max`` = 3 K_p + 8).
        ``reg_covar`` = (``reg_scale`` * min sigma_p)^2 is tied to the data scale, so a degenerate
        generator (repeated points) cannot drive a covariance to 0.
-    2. J_plug = JSD(p, q_hat) by Monte Carlo with both densities known: ``n_mc`` exact draws from p
-       and ``n_mc`` from q_hat (Monte-Carlo se ``se_mc``).
+    2. J_plug = 1/2 E_p[log2 2D] + 1/2 E_q[log2 2(1 - D)] with D = p/(p + q_hat) (:func:`_bound`):
+       the p side over ``n_mc`` exact draws from p (Monte-Carlo se ``se_mc``), the q side over the
+       generated samples themselves, not over draws from q_hat. Given q_hat this is the variational
+       bound of §8(i): equal to JSD(p, q) at q_hat = q and, unlike the plug-in JSD(p, q_hat) whose
+       error is of first order in q_hat - q, only second-order below it, so a mixture that cannot
+       follow every detail of q (thin bridges, a diffuse part) costs little. Evaluating the q side on
+       the samples q_hat was fitted to biases it upward (overfitting), which step 3 removes.
     3. Fit error, model selection included: ``n_boot`` bootstrap resamples of the samples
        (multinomial weights). In each, K is selected again: every candidate of step 1 that a
        resample could prefer (:func:`gbench.metrics.gmm.rivals`: BIC gap within 4 bootstrap sd) is
        refitted by weighted EM from its own fit (at most :data:`BOOT_ITER` iterations) and the
        lowest-BIC one is kept (``boot_components``: the K chosen per resample; ``rivals``: how many
-       candidates were refitted). J is recomputed on the first ``n_mc_boot`` of the same
-       Monte-Carlo draws (common random numbers, so the spread is the fit's, not the draws'; J_plug
-       is recomputed on that subset for the bias): ``se_fit`` = their standard deviation,
-       ``bias`` = mean(J*) - J_plug (Efron's bootstrap bias estimate; the plug-in is biased upward,
-       about (6K - 1)/(8 n ln 2) bits when q is a K-component mixture near p).
+       candidates were refitted). J is recomputed with the resample's weights on the q side and on
+       the first ``n_mc_boot`` of the same Monte-Carlo draws on the p side (common random numbers,
+       so the spread is the data's and the fit's, not the draws'; J_plug is recomputed on that
+       subset for the bias): ``se_fit`` = their standard deviation, ``bias`` = mean(J*) - J_plug
+       (Efron's bootstrap bias estimate; the in-sample estimate is biased upward, about
+       (6K - 1)/(8 n ln 2) bits when q is a K-component mixture near p).
     4. bits = J_plug - bias; se = sqrt(se_fit^2 (1 + 1/n_boot) + se_mc^2); the 95 % interval is
        bits +- t_{0.975, n_boot - 1} se, clipped to [0, 1] (``bits`` itself is left raw).
 
@@ -251,17 +265,15 @@ def jsd_to_known(
 
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     xp = p.sample(n_mc, generator=gen).numpy().astype(np.float64)
-    lp_xp = p.log_prob(xp)
-    u, z = rng.random(n_mc), rng.standard_normal((n_mc, 2))
-    plug, se_mc = _plug_in(p, mix, xp, lp_xp, u, z)
+    lp_xp, lp_x = p.log_prob(xp), p.log_prob(x)
+    plug, se_mc = _bound(mix, xp, lp_xp, x, lp_x)
     m = min(n_mc_boot, n_mc)
-    sub = (xp[:m], lp_xp[:m], u[:m], z[:m])
-    plug_sub = _plug_in(p, mix, *sub)[0]
+    plug_sub = _bound(mix, xp[:m], lp_xp[:m], x, lp_x)[0]
     boot, boot_k = np.empty(n_boot), []
     for i in range(n_boot):
         counts = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
         refit = reselect(x, f, fits, reg, counts, BOOT_ITER, BOOT_TOL)
-        boot[i] = _plug_in(p, refit, *sub)[0]
+        boot[i] = _bound(refit, xp[:m], lp_xp[:m], x, lp_x, counts)[0]
         boot_k.append(refit.k)
     bias = float(boot.mean() - plug_sub)
     bits = plug - bias
@@ -279,7 +291,7 @@ def jsd_to_known(
     agree = check.ci_low <= ci_high and bits - check.bits <= AGREE_GAP + Z95 * math.hypot(se, check.se)
     return JSDEstimate(
         bits=float(bits), ci_low=float(min(max(bits - half, 0.0), 1.0)), ci_high=ci_high,
-        se=se, n_p=n_mc, n_q=n_mc, method="gmm-plugin-bootstrap", n=n, components=mix.k, plug_in_bits=plug,
+        se=se, n_p=n_mc, n_q=n, method="gmm-plugin-bootstrap", n=n, components=mix.k, plug_in_bits=plug,
         bias=bias, se_fit=se_fit, se_mc=se_mc, n_boot=n_boot, boot_components=tuple(boot_k), rivals=len(fits),
         check_method=check.method, check_bits=check.bits,
         check_se=check.se, agree=bool(agree),

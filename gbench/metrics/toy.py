@@ -128,10 +128,11 @@ def sample_seed(samples: np.ndarray, rng: np.random.Generator) -> np.random.Gene
 
 
 class JSDMetric(Metric):
-    """Achieved JSD(p, q) in bits between the known data mixture p and the generator: the plug-in
-    JSD(p, q_hat) with q_hat a full-covariance Gaussian mixture fitted by EM (K by BIC), exact Monte
-    Carlo, bootstrap bias correction and a 95 % interval that includes the fit error (K re-selected
-    in every bootstrap resample); a k-NN estimate beside it as a cross-check (see
+    """Achieved JSD(p, q) in bits between the known data mixture p and the generator: the JSD formula
+    with the discriminator p/(p + q_hat) of a full-covariance Gaussian mixture q_hat fitted by EM (K
+    by BIC), its p side by exact Monte Carlo and its q side over the samples, bootstrap bias
+    correction and a 95 % interval that includes the data and fit error (K re-selected in every
+    bootstrap resample); a k-NN estimate beside it as a cross-check (see
     :func:`gbench.metrics.jsd.jsd_to_known`).
 
     Keys: ``jsd_bits`` (reported, clipped to [0, 1] so that it lies in its interval; the bias
@@ -157,8 +158,9 @@ class JSDMetric(Metric):
     def protocol(self) -> dict[str, Any]:
         return {
             **asdict(self.config),
-            "method": "gmm-plugin-bootstrap: JSD(p, q_hat), q_hat full-covariance Gaussian mixture (EM, K by BIC), "
-                      "exact Monte Carlo, bootstrap bias correction; K re-selected by BIC in every bootstrap resample",
+            "method": "gmm-plugin-bootstrap: 1/2 E_p[log2 2D] + 1/2 E_q[log2 2(1 - D)], D = p/(p + q_hat), "
+                      "q_hat full-covariance Gaussian mixture (EM, K by BIC); p side by exact Monte Carlo, q side "
+                      "over the samples; bootstrap bias correction; K re-selected by BIC in every bootstrap resample",
             "units": "bits",
             "ci": "bits +- t(0.975, n_boot - 1) * sqrt(se_fit^2 (1 + 1/n_boot) + se_mc^2), clipped to [0, 1]",
             "cross_check": f"knn-exact-p: variational lower bound with the k-NN density (k = {self.config.knn_k}) "
