@@ -221,7 +221,7 @@ def jsd_to_known(
        error is of first order in q_hat - q, only second-order below it, so a mixture that cannot
        follow every detail of q (thin bridges, a diffuse part) costs little. Evaluating the q side on
        the samples q_hat was fitted to biases it upward (overfitting), which step 3 removes.
-    3. Fit error, model selection included: ``n_boot`` bootstrap resamples of the samples
+    3. Data and fit error, model selection included: ``n_boot`` bootstrap resamples of the samples
        (multinomial weights). In each, K is selected again: every candidate of step 1 that a
        resample could prefer (:func:`gbench.metrics.gmm.rivals`: BIC gap within 4 bootstrap sd) is
        refitted by weighted EM from its own fit (at most :data:`BOOT_ITER` iterations) and the
