@@ -364,8 +364,8 @@ def test_jsd_to_known_interval_covers_over_repeats() -> None:
 def test_jsd_to_known_se_matches_the_spread_over_repeats() -> None:
     """Calibration: over 10 independent sample sets (2,000 samples of p_delta at delta = 0.3 on
     ring8, where the fit error dominates), the spread of the estimates matches the reported se:
-    ratio in [0.5, 1.8] (measured 1.1; the sd of 10 values leaves that band with probability
-    < 1.5 % when they agree). With the Monte-Carlo error alone (no fit error) the ratio is about 9."""
+    ratio in [0.5, 1.8] (measured 1.27; the sd of 10 values leaves that band with probability
+    < 1.5 % when they agree). The Monte-Carlo error alone is the smaller part (asserted)."""
     p = ring8()
     q = _p_delta(p, 0.3)
     est = [jsd_to_known(p, _draw(q, 2000, 200 + r), np.random.default_rng(300 + r)) for r in range(10)]
@@ -377,9 +377,9 @@ def test_jsd_to_known_se_matches_the_spread_over_repeats() -> None:
 
 
 def test_jsd_to_known_bias_correction_at_q_equals_p() -> None:
-    """q = p on grid25: the raw plug-in is biased upward, about (6K - 1)/(8 n ln 2) bits (0.0027 at
-    K = 25, n = 10^4); the corrected value is within 3 se of 0 (se ~ 0.0007, so the uncorrected
-    one would not be) and the interval reaches 0."""
+    """q = p on grid25: the raw (in-sample) estimate is biased upward, about (6K - 1)/(8 n ln 2)
+    bits (0.0027 at K = 25, n = 10^4; measured 0.0021 here); the corrected value is within 3 se of 0
+    (se 0.0008, so the uncorrected one would not be) and the interval reaches 0."""
     p = grid25()
     est = jsd_to_known(p, _draw(p, 10_000, 11), np.random.default_rng(12))
     assert est.components == 25
