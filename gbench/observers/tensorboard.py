@@ -1,6 +1,6 @@
 """TensorBoard observer: losses, metrics, sample images and HParams of each trial, through the observer hooks.
 
-``gbench run SUITE --tensorboard`` (any executor, ``--batch-seeds`` too) makes every trial write its own
+``gbench run SUITE --tensorboard`` (any executor, batched groups too) makes every trial write its own
 event directory, ``<run_dir>/tensorboard/<trial_id>/``, from the process that trains it (a run
 observer, ``gbench.observers.run_observers``)::
 
