@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import gbench.run.trial as trial_module
 from gbench.run import batched
 from gbench.run.executors import plan
+from gbench.run.record import TrialResult
 from gbench.run.trial import Runtime, run_group, trials_of
 from gbench.suite import Suite, load_suite
 
@@ -83,13 +84,13 @@ def step_flops(suite: Suite, label: str, runtime: Runtime) -> float:
     return counter.get_total_flops() / 4
 
 
-def timed(trials: list, runtime: Runtime, mode: str) -> tuple[float, float, list[dict[str, Any]]]:
+def timed(trials: list, runtime: Runtime, mode: str) -> tuple[float, float, list[TrialResult]]:
     """(device-seconds, wall-seconds) of training ``trials`` as one group, and the records."""
-    records = run_group(trials, runtime, mode=mode)
-    failed = [r["error"] for r in records if r["status"] == "failed"]
+    records = [output.result for output in run_group(trials, runtime, mode=mode)]
+    failed = [r.error for r in records if r.status == "failed"]
     if failed:
         raise SystemExit(f"a trial failed: {failed[0]}")
-    c = records[0]["consumed"]
+    c = records[0].consumed
     return c.get("batched_device_seconds", c["device_seconds"]), c.get("batched_wall_seconds", c["wall_seconds"]), records
 
 
@@ -133,7 +134,7 @@ def main() -> None:
     for t in trials_of(short):
         by_label.setdefault(t.variant.label, []).append(t)
     rows, totals = [], {"separate": [0.0, 0.0, 0.0], "batched": [0.0, 0.0, 0.0], "compiled": [0.0, 0.0, 0.0]}
-    plain: dict[str, list[dict[str, Any]]] = {}
+    plain: dict[str, list[TrialResult]] = {}
     for label, trials in by_label.items():
         flops = step_flops(suite, label, runtime) * args.steps * len(trials)
         mode, why = plan(trials[0], runtime)
@@ -156,7 +157,7 @@ def main() -> None:
             flops = step_flops(suite, label, runtime) * args.steps * len(trials)
             timed(trials, runtime, "vmap")  # compiles (not counted)
             dev_c, wall_c, records = timed(trials, runtime, "vmap")
-            same = all(a["loss_curve"] == b["loss_curve"] for a, b in zip(plain[label], records))
+            same = all(a.loss_curve == b.loss_curve for a, b in zip(plain[label], records))
             print(f"compiled {label:28s} {wall_c:8.2f} wall s; same loss curves as uncompiled: {same}")
             totals["compiled"][0] += flops
             totals["compiled"][1] += dev_c

@@ -33,6 +33,7 @@ from gbench.cli import cli
 from gbench.errors import GbenchError
 from gbench.run.executors import groups, plan
 from gbench.run.loop import Group
+from gbench.run.record import TrialResult
 from gbench.run.results import load_results
 from gbench.run.runner import run_suite
 from gbench.run.trial import Runtime, run_group, run_trial, trials_of
@@ -129,6 +130,11 @@ def _max_rel(a: dict, b: dict) -> float:
 SAME = ("status", "diverged_at", "metrics", "evaluations", "loss_curve", "target", "variant_config")
 
 
+def same(result: TrialResult) -> dict:
+    """The fields of a record that do not depend on how its trial ran (not times, runtime, provenance)."""
+    return {k: getattr(result, k) for k in SAME}
+
+
 @pytest.mark.parametrize("label, optim", [(v, {}) for v in ("sgan", "deligan", "tgan", "delta(sgan)", "penalised")]
                          + [("sgan", {"lr_schedule": "cosine", "ema_decay": 0.9, "r1_gamma": 1.0})],
                          ids=["sgan", "deligan", "tgan", "delta-gan", "autograd-in-loss", "sgan-cosine-ema-r1"])
@@ -136,15 +142,16 @@ def test_a_group_trial_by_trial_is_bitwise_its_separate_runs(label, optim, playe
     trials = trials_of(suite([label], optim=optim))
     separate = [run_trial(t) for t in trials]
     together = run_group(trials, mode="loop")
-    for s, (a, b) in enumerate(zip(separate, together)):
-        assert a["status"] == b["status"] == "ok", b["error"]
-        assert b["runtime"]["batched"] == 3 and b["runtime"]["batched_mode"] == "loop"
-        assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
-        assert np.array_equal(a["_samples"], b["_samples"])
+    for s, (one, grouped) in enumerate(zip(separate, together)):
+        a, b = one.result, grouped.result
+        assert a.status == b.status == "ok", b.error
+        assert b.runtime["batched"] == 3 and b.runtime["batched_mode"] == "loop"
+        assert same(a) == same(b)
+        assert one.samples is not None and np.array_equal(one.samples, grouped.samples)
         wa, wb = _weights(players[s], 0), _weights(players[-1], s)
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
-        assert a["consumed"]["g_steps"] == b["consumed"]["g_steps"] == 30
-        assert a.keys() <= b.keys() and a["consumed"].keys() <= b["consumed"].keys()
+        assert a.consumed["g_steps"] == b.consumed["g_steps"] == 30
+        assert a.consumed.keys() <= b.consumed.keys()
 
 
 @pytest.mark.parametrize("label, optim", [(v, {}) for v in ("sgan", "alpha(0.3,1)", "alpha(1,1)", "rasgan", "tgan",
@@ -154,15 +161,15 @@ def test_a_group_trial_by_trial_is_bitwise_its_separate_runs(label, optim, playe
 def test_a_vmapped_group_matches_its_separate_runs_within_the_tolerance(label, optim, players):
     trials = trials_of(suite([label], optim=optim))
     assert plan(trials[0], Runtime()) == ("vmap", "")
-    separate = [run_trial(t) for t in trials]
-    together = run_group(trials, mode="vmap")
+    separate = [run_trial(t).result for t in trials]
+    together = [o.result for o in run_group(trials, mode="vmap")]
     for s, (a, b) in enumerate(zip(separate, together)):
-        assert a["status"] == b["status"] == "ok", b["error"]
+        assert a.status == b.status == "ok", b.error
         assert _max_rel(_weights(players[s], 0, False), _weights(players[-1], s, False)) <= WEIGHT_RTOL
-        assert [c["g_step"] for c in a["loss_curve"]] == [c["g_step"] for c in b["loss_curve"]]
-        for ca, cb in zip(a["loss_curve"], b["loss_curve"]):
+        assert [c["g_step"] for c in a.loss_curve] == [c["g_step"] for c in b.loss_curve]
+        for ca, cb in zip(a.loss_curve, b.loss_curve):
             assert abs(ca["d_loss"] - cb["d_loss"]) <= LOSS_ATOL and abs(ca["g_loss"] - cb["g_loss"]) <= LOSS_ATOL
-        assert b["metrics"].keys() == a["metrics"].keys()
+        assert b.metrics.keys() == a.metrics.keys()
 
 
 def test_each_trial_draws_the_data_and_latents_of_its_separate_run(monkeypatch):
@@ -187,27 +194,27 @@ def test_batched_runs_are_deterministic_and_a_trial_does_not_depend_on_its_group
     trials = trials_of(suite(["alpha(0.3,1)"]))
     first, second = run_group(trials, mode="vmap"), run_group(trials, mode="vmap")
     for a, b in zip(first, second):
-        assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
+        assert same(a.result) == same(b.result)
     pair = run_group(trials[1:], mode="loop")
     alone = run_trial(trials[2])
-    assert {k: pair[1][k] for k in SAME} == {k: alone[k] for k in SAME}
+    assert same(pair[1].result) == same(alone.result)
 
 
 def test_a_diverging_trial_stops_alone_at_its_own_step():
     trials = trials_of(suite(["blowup"], seeds=(0, 1), optim={"g_lr": 1e-2, "d_lr": 1e-2},
                              budget={"g_steps": 40}, eval={"at": [0.5, 1.0], "num_samples": 200}))
-    separate = [run_trial(t) for t in trials]
-    together = run_group(trials, mode="loop")
-    statuses = [r["status"] for r in separate]
+    separate = [run_trial(t).result for t in trials]
+    together = [o.result for o in run_group(trials, mode="loop")]
+    statuses = [r.status for r in separate]
     assert "diverged" in statuses and "ok" in statuses  # the test double does what it should
     for a, b in zip(separate, together):
-        assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
-        assert a["consumed"]["g_steps"] == b["consumed"]["g_steps"]
-        assert a["consumed"]["stopped_by"] == b["consumed"]["stopped_by"]
-    vmapped = run_group(trials, mode="vmap")
+        assert same(a) == same(b)
+        assert a.consumed["g_steps"] == b.consumed["g_steps"]
+        assert a.consumed["stopped_by"] == b.consumed["stopped_by"]
+    vmapped = [o.result for o in run_group(trials, mode="vmap")]
     for a, b in zip(separate, vmapped):  # the others go on past a diverged trial's NaNs
-        if a["status"] == "ok":
-            assert b["status"] == "ok" and b["consumed"]["g_steps"] == 40
+        if a.status == "ok":
+            assert b.status == "ok" and b.consumed["g_steps"] == 40
 
 
 def test_plan_names_what_cannot_be_vmapped_and_what_cannot_be_batched(capsys):
@@ -230,11 +237,11 @@ def test_plan_names_what_cannot_be_vmapped_and_what_cannot_be_batched(capsys):
 
 def test_the_device_seconds_cap_stops_a_group_on_each_trials_share():
     trials = trials_of(suite(["sgan"], budget={"g_steps": 100_000, "max_device_seconds": 0.3}))
-    for r in run_group(trials, mode="vmap"):
-        c = r["consumed"]
-        assert r["status"] == "ok" and c["stopped_by"] == "max_device_seconds" and c["g_steps"] < 100_000
+    for r in [o.result for o in run_group(trials, mode="vmap")]:
+        c = r.consumed
+        assert r.status == "ok" and c["stopped_by"] == "max_device_seconds" and c["g_steps"] < 100_000
         assert c["device_seconds"] == pytest.approx(c["batched_device_seconds"] / 3)
-        assert r["evaluations"][-1]["g_step"] == c["g_steps"]  # scored where it stopped
+        assert r.evaluations[-1]["g_step"] == c["g_steps"]  # scored where it stopped
 
 
 class Recorder:

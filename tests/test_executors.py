@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from gbench.cli import cli
 from gbench.run.executors import LocalExecutor, ProcessExecutor, RayExecutor, make_executor, run_one
 from gbench.errors import GbenchError
+from gbench.run.record import TrialResult
 from gbench.run.results import load_results
 from gbench.run.runner import run_suite
 from gbench.suite import load_suite
@@ -112,9 +113,10 @@ def test_ray_executor_same_numbers(tiny: Path, tmp_path: Path, local_results: di
 def test_a_remote_worker_without_the_run_directory_trains_without_checkpoints(tiny: Path, tmp_path: Path):
     trial = trials_of(load_suite(str(tiny)))[0]
     elsewhere = {"checkpoint_path": tmp_path / "not-here" / "checkpoints" / f"{trial.id}.pt", "resume": True}
-    result = run_one(trial, Runtime(), threads=1, executor="ray", remote=True, options=elsewhere)
-    assert result["status"] == "ok", result["error"]
-    assert result["runtime"]["checkpoints"].startswith("off") and result["provenance"]["torch"]
+    output = run_one(trial, Runtime(), threads=1, executor="ray", remote=True, options=elsewhere)
+    result = output.result
+    assert result.status == "ok", result.error
+    assert result.runtime["checkpoints"].startswith("off") and output.worker["torch"]
     assert not (tmp_path / "not-here").exists()
 
 
@@ -127,13 +129,13 @@ class _DieWhenUnpickled:
 
 def test_a_dead_worker_fails_its_trial_and_the_others_are_kept(tiny: Path):
     trials = trials_of(load_suite(str(tiny)).select(["sgan"], None))
-    got: list[tuple[str, dict]] = []
+    got: list[tuple[str, TrialResult]] = []
     ProcessExecutor(jobs=1, threads=1).map_trials(
-        trials, Runtime(), lambda t, r: got.append((t.id, r)),
+        trials, Runtime(), lambda t, output: got.append((t.id, output.result)),
         options=lambda t: {"resume": _DieWhenUnpickled()} if t.seed == 1 else {})
-    status = {tid: r["status"] for tid, r in got}
+    status = {tid: r.status for tid, r in got}
     assert status == {"sgan-seed0": "ok", "sgan-seed1": "failed"}
-    assert "the worker died (exit code 1)" in dict(got)["sgan-seed1"]["error"]
+    assert "the worker died (exit code 1)" in dict(got)["sgan-seed1"].error
 
 
 def test_bad_executor_options_are_one_line_errors(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

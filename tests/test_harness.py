@@ -1,6 +1,7 @@
 """The harness: one loop, identical budgets, determinism, divergence, results and resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 from pathlib import Path
@@ -11,7 +12,8 @@ import torch
 import gbench
 import gbench.plugins
 from gbench.errors import GbenchError
-from gbench.run.results import load_results, trial_path
+from gbench.run.record import TRAINED, TrialResult
+from gbench.run.results import SCHEMA, dumps, load_results, read_json, trial_path
 from gbench.run.runner import run_suite
 from gbench.suite import parse_suite
 from gbench.run.trial import Runtime, run_trial, trials_of
@@ -69,32 +71,32 @@ def test_variants():
 def test_same_seed_same_numbers_on_cpu():
     suite = tiny_suite(variants=["sgan", "deligan"])
     for trial in trials_of(suite):
-        a, b = run_trial(trial), run_trial(trial)
-        assert a["status"] == b["status"] == "ok", a["error"]
-        assert a["metrics"] == b["metrics"]
-        assert a["loss_curve"] == b["loss_curve"]
-    other = run_trial(trials_of(tiny_suite(seeds=[1]))[0])
-    assert other["loss_curve"] != run_trial(trials_of(suite)[0])["loss_curve"]
+        a, b = run_trial(trial).result, run_trial(trial).result
+        assert a.status == b.status == "ok", a.error
+        assert a.metrics == b.metrics
+        assert a.loss_curve == b.loss_curve
+    other = run_trial(trials_of(tiny_suite(seeds=[1]))[0]).result
+    assert other.loss_curve != run_trial(trials_of(suite)[0]).result.loss_curve
 
 
 def test_budget_consumed_is_recorded_and_identical_across_variants():
     suite = tiny_suite(variants=["sgan", "tgan"], budget={"d_steps_per_g_step": 2})
-    results = [run_trial(t) for t in trials_of(suite)]
+    results = [run_trial(t).result for t in trials_of(suite)]
     for r in results:
-        c = r["consumed"]
+        c = r.consumed
         assert (c["g_steps"], c["d_steps"], c["stopped_by"]) == (30, 60, "g_steps")
         assert c["d_real_images"] == c["d_fake_images"] == 60 * 32 and c["g_images"] == 30 * 32
         assert c["device_seconds"] > 0 and c["wall_seconds"] > 0
-        assert [e["g_step"] for e in r["evaluations"]] == [15, 30]
+        assert [e["g_step"] for e in r.evaluations] == [15, 30]
 
 
 def test_device_seconds_cap_stops_training_and_scores_where_it_stopped():
-    r = run_trial(trials_of(tiny_suite(budget={"g_steps": 100_000, "max_device_seconds": 0.3}))[0])
-    assert r["status"] == "ok"
-    assert r["consumed"]["stopped_by"] == "max_device_seconds"
-    assert 0 < r["consumed"]["g_steps"] < 100_000
-    assert r["evaluations"][-1]["g_step"] == r["consumed"]["g_steps"]
-    assert "modes" in r["metrics"]
+    r = run_trial(trials_of(tiny_suite(budget={"g_steps": 100_000, "max_device_seconds": 0.3}))[0]).result
+    assert r.status == "ok"
+    assert r.consumed["stopped_by"] == "max_device_seconds"
+    assert 0 < r.consumed["g_steps"] < 100_000
+    assert r.evaluations[-1]["g_step"] == r.consumed["g_steps"]
+    assert "modes" in r.metrics
 
 
 def test_diverged_and_crashed_trials_are_recorded_and_the_suite_goes_on(tmp_path: Path, test_variants):
@@ -149,9 +151,9 @@ def test_failed_trials_are_retried_on_resume(tmp_path: Path):
 
 def test_delta_gan_reports_target_and_exact_jsd_of_its_stream():
     suite = tiny_suite(variants=[{"name": "delta-gan", "delta": 0.2}], eval={"num_samples": 20_000})
-    r = run_trial(trials_of(suite)[0])
-    assert r["status"] == "ok", r["error"]
-    t = r["target"]
+    r = run_trial(trials_of(suite)[0]).result
+    assert r.status == "ok", r.error
+    t = r.target
     assert t["jsd"] == 0.2
     # the perturbed part is nearly disjoint from the ring, so JSD(p, p_delta) is close to delta and below it
     low, high = t["jsd_p_pdelta_ci"]
@@ -163,3 +165,39 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path: Path):
         pytest.skip("a GPU is present")
     with pytest.raises(GbenchError, match="no CUDA device"):
         run_suite(tiny_suite(), tmp_path, Runtime(device="cuda"), quiet=True)
+
+
+RESULTS_V1 = Path(__file__).parent / "data" / "results-v1"  # written by gbench before TrialResult (schema 1)
+
+
+def test_a_trial_result_round_trips_through_its_json_file(tmp_path: Path):
+    suite = tiny_suite(budget={"g_steps": 10}, eval={"num_samples": 200})
+    run_suite(suite, tmp_path, quiet=True)
+    path = trial_path(tmp_path, "sgan-seed0")
+    result = TrialResult.from_json(read_json(path))
+    assert result.status == "ok" and result.provenance["pid"] and result.samples_file == "samples/sgan-seed0.npy"
+    assert result.protocol["metrics"].keys() >= {"jsd", "modes"} and result.metrics["modes"] >= 0
+    assert dumps(result.to_json()) + "\n" == path.read_text()  # the same file, byte for byte
+    assert TrialResult.from_json(read_json(path)) == result
+    failed = dataclasses.replace(result, status="failed", error="boom", traceback="Traceback ...")
+    data = failed.to_json()
+    assert "metrics" not in data and "consumed" not in data and data["traceback"] == "Traceback ..."
+    assert TrialResult.from_json(json.loads(dumps(data))) == dataclasses.replace(
+        failed, **{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                   for f in dataclasses.fields(TrialResult) if f.name in TRAINED})
+
+
+def test_result_files_of_the_previous_code_still_load():
+    manifest, results = load_results(RESULTS_V1)
+    assert manifest["trials"] == ["sgan-seed0", "sgan-seed1"] and len(results) == 3
+    by_id = {r["trial_id"]: r for r in results}
+    for trial_id, data in by_id.items():
+        result = TrialResult.from_json(data)
+        assert result.schema == SCHEMA == 1 and result.to_json() == data
+    ok, failed = TrialResult.from_json(by_id["sgan-seed0"]), TrialResult.from_json(by_id["sgan-seed2"])
+    assert ok.status == "ok" and ok.runtime["batched_seeds"] == [0, 1] and ok.consumed["g_steps"] == 10
+    assert failed.status == "failed" and failed.error == "RuntimeError: boom" and failed.metrics == {}
+    with pytest.raises(GbenchError, match="unknown field 'extra'"):
+        TrialResult.from_json({**by_id["sgan-seed0"], "extra": 1})
+    with pytest.raises(GbenchError, match="schema 2"):
+        TrialResult.from_json({**by_id["sgan-seed0"], "schema": 2})

@@ -103,8 +103,8 @@ def test_observer_hooks_are_specified_and_documented():
 def test_observers_see_start_losses_evaluations_and_end():
     rec = Recorder()
     with registered(rec):
-        result = run_trial(tiny_trial())
-    assert result["status"] == "ok", result["error"]
+        result = run_trial(tiny_trial()).result
+    assert result.status == "ok", result.error
     names = [name for name, _ in rec.calls]
     assert names[0] == "trial_started" and names[-1] == "trial_finished"
     info = rec.calls[0][1]["trial_info"]
@@ -112,20 +112,20 @@ def test_observers_see_start_losses_evaluations_and_end():
     assert "status" not in info
 
     logs = [c for n, c in rec.calls if n == "log_scalars"]
-    assert [c["g_step"] for c in logs] == [p["g_step"] for p in result["loss_curve"]] == [60, 120]
+    assert [c["g_step"] for c in logs] == [p["g_step"] for p in result.loss_curve] == [60, 120]
     assert all(c["scalars"] == {"d_loss": p["d_loss"], "g_loss": p["g_loss"]}
-               for c, p in zip(logs, result["loss_curve"]))
+               for c, p in zip(logs, result.loss_curve))
 
     evals = [c for n, c in rec.calls if n == "evaluated"]
-    assert [c["g_step"] for c in evals] == [e["g_step"] for e in result["evaluations"]] == [60, 120]
-    assert all(c["metrics"] == e["metrics"] for c, e in zip(evals, result["evaluations"]))
+    assert [c["g_step"] for c in evals] == [e["g_step"] for e in result.evaluations] == [60, 120]
+    assert all(c["metrics"] == e["metrics"] for c, e in zip(evals, result.evaluations))
     samples = evals[-1]["samples"]
     assert isinstance(samples, np.ndarray) and samples.shape == (300, 2) and not samples.flags.writeable
     assert names.index("evaluated") > names.index("log_scalars")  # each evaluation after its window's losses
 
     end = rec.calls[-1][1]
     assert end["trial_id"] == "sgan-seed0" and end["result"]["status"] == "ok"
-    assert end["result"]["metrics"] == result["metrics"] and "_samples" not in end["result"]
+    assert end["result"] == result.to_json()  # the record as its file will hold it, less the runner's stamps
 
 
 def test_observers_cannot_change_a_trial_and_their_errors_are_reported_once(capsys):
@@ -134,11 +134,11 @@ def test_observers_cannot_change_a_trial_and_their_errors_are_reported_once(caps
     with registered(rec, Vandal()):  # pluggy's order, last registered first: the vandal, then the recorder
         observed = run_trial(tiny_trial())
     for key in ("status", "seed", "metrics", "loss_curve", "evaluations"):
-        assert observed[key] == plain[key], key
-    assert np.array_equal(observed["_samples"], plain["_samples"])
+        assert getattr(observed.result, key) == getattr(plain.result, key), key
+    assert plain.samples is not None and np.array_equal(observed.samples, plain.samples)
     later = [c for n, c in rec.calls if n == "log_scalars"]
     assert [c["scalars"] for c in later] == [{"d_loss": p["d_loss"], "g_loss": p["g_loss"]}
-                                            for p in plain["loss_curve"]]
+                                            for p in plain.result.loss_curve]
     err = capsys.readouterr().err
     assert err.count("failed in log_scalars: RuntimeError: observer bug") == 1  # two windows, one warning
     assert err.count("failed in evaluated: ValueError") == 1
@@ -147,8 +147,8 @@ def test_observers_cannot_change_a_trial_and_their_errors_are_reported_once(caps
 def test_no_observer_no_difference_and_no_leftover_registration():
     pm = gbench.get_plugins().manager
     assert not any(getattr(pm.hook, h).get_hookimpls() for h in OBSERVER_HOOKS)  # none built in
-    a, b = run_trial(tiny_trial()), run_trial(tiny_trial())
-    assert a["loss_curve"] == b["loss_curve"] and a["metrics"] == b["metrics"]
+    a, b = run_trial(tiny_trial()).result, run_trial(tiny_trial()).result
+    assert a.loss_curve == b.loss_curve and a.metrics == b.metrics
 
 
 def test_tensorboard_flag_without_tensorboard_is_one_line_exit_2(tmp_path, monkeypatch):

@@ -31,8 +31,8 @@ def test_readme_plugin_example_registers_and_trains():
 
         suite = parse_suite({"variants": ["hinge"], "dataset": {"name": "ring8", "train_size": 256},
                              "budget": {"g_steps": 5, "batch_size": 16}, "eval": {"num_samples": 200}}, "x.toml")
-        result = run_trial(trials_of(suite)[0])
-        assert result["status"] == "ok", result["error"]
+        result = run_trial(trials_of(suite)[0]).result
+        assert result.status == "ok", result.error
         assert gbench.get_plugins().variants.entry("hinge").plugin == "readme_hinge"
     finally:
         gbench.plugins.reset_plugins()

@@ -60,9 +60,9 @@ def test_n_steps_equal_half_then_resume_then_half_bitwise(tmp_path: Path, monkey
     # deligan: its mixture latent is a G parameter; delta-gan: it draws its perturbation from the variant stream.
     # Evaluations at 10 and 40; saves every 5 steps, so the stop at 20 splits a logging window of losses.
     trial = trials_of(tiny_suite(variants=[variant], budget={"g_steps": 40}, eval={"at": [0.25, 1.0]}))[0]
-    straight = run_trial(trial)
-    assert straight["status"] == "ok", straight["error"]
-    assert straight["resumed_at"] == []
+    straight = run_trial(trial).result
+    assert straight.status == "ok", straight.error
+    assert straight.resumed_at == []
 
     path, runtime = checkpoint_path(tmp_path, trial.id), Runtime(checkpoint_every=5)
     with monkeypatch.context() as m:
@@ -70,14 +70,14 @@ def test_n_steps_equal_half_then_resume_then_half_bitwise(tmp_path: Path, monkey
         with pytest.raises(Stop):
             run_trial(trial, runtime, checkpoint_path=path)
     assert path.is_file() and not list(tmp_path.rglob("*.tmp"))
-    resumed = run_trial(trial, runtime, checkpoint_path=path, resume=True)
-    assert resumed["status"] == "ok", resumed["error"]
-    assert resumed["resumed_at"] == [20]
+    resumed = run_trial(trial, runtime, checkpoint_path=path, resume=True).result
+    assert resumed.status == "ok", resumed.error
+    assert resumed.resumed_at == [20]
 
     _same_weights(nets_of[0], nets_of[-1])
     for key in ("metrics", "evaluations", "loss_curve", "target"):
-        assert straight[key] == resumed[key], key
-    c, d = straight["consumed"], resumed["consumed"]
+        assert getattr(straight, key) == getattr(resumed, key), key
+    c, d = straight.consumed, resumed.consumed
     assert {k: c[k] for k in c if not k.endswith("seconds")} == {k: d[k] for k in d if not k.endswith("seconds")}
     assert d["device_seconds"] > 0 and d["wall_seconds"] > 0
 
@@ -103,10 +103,10 @@ def test_a_batched_group_resumes_bitwise(tmp_path: Path, monkeypatch, nets_of, m
             run_group(trials, runtime, checkpoint_path=path, mode=mode)
     resumed = run_group(trials, runtime, checkpoint_path=path, resume=True, mode=mode)
     _same_weights(nets_of[0], nets_of[-1])
-    for a, b in zip(straight, resumed):
-        assert b["status"] == "ok" and b["resumed_at"] == [15], b["error"]
+    for a, b in zip([o.result for o in straight], [o.result for o in resumed]):
+        assert b.status == "ok" and b.resumed_at == [15], b.error
         for key in ("metrics", "evaluations", "loss_curve"):
-            assert a[key] == b[key], key
+            assert getattr(a, key) == getattr(b, key), key
 
 
 def test_loss_scaler_state_round_trips():
@@ -131,13 +131,13 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path, monkeypatch):
         stop_after_saving_at(m, 5)
         with pytest.raises(Stop):
             run_trial(trial, Runtime(checkpoint_every=5), checkpoint_path=path)
-    r = run_trial(trial, Runtime(precision="bf16"), checkpoint_path=path, resume=True)
-    assert r["status"] == "failed" and "precision 'fp32'" in r["error"] and "delete" in r["error"]
+    r = run_trial(trial, Runtime(precision="bf16"), checkpoint_path=path, resume=True).result
+    assert r.status == "failed" and "precision 'fp32'" in r.error and "delete" in r.error
     path.write_bytes(b"not a checkpoint")
-    r = run_trial(trial, checkpoint_path=path, resume=True)
-    assert r["status"] == "failed" and "cannot read" in r["error"]
-    r = run_trial(trial, checkpoint_path=path)  # without resume a checkpoint is overwritten, not read
-    assert r["status"] == "ok" and r["resumed_at"] == []
+    r = run_trial(trial, checkpoint_path=path, resume=True).result
+    assert r.status == "failed" and "cannot read" in r.error
+    r = run_trial(trial, checkpoint_path=path).result  # without resume a checkpoint is overwritten, not read
+    assert r.status == "ok" and r.resumed_at == []
 
 
 def test_resume_cleans_temporaries_and_checkpoints_of_finished_trials(tmp_path: Path, capsys):

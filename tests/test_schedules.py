@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gbench.errors import GbenchError
+from gbench.run.record import TrialResult
 from gbench.run.trial import run_trial, trials_of
 from gbench.suite import Suite, parse_suite, tomllib
 from gbench_plugins.sgan import SGAN
@@ -30,12 +31,12 @@ def suite(**tables: Any) -> Suite:
     return parse_suite({**BASE, **tables}, "sched.toml")
 
 
-def run_all(s: Suite) -> dict[str, dict[str, Any]]:
+def run_all(s: Suite) -> dict[str, TrialResult]:
     """Every trial of ``s``, one after another; results by label."""
-    results = [run_trial(t) for t in trials_of(s)]
+    results = [run_trial(t).result for t in trials_of(s)]
     for r in results:
-        assert r["status"] == "ok", r.get("error")
-    return {r["label"]: r for r in results}
+        assert r.status == "ok", r.error
+    return {r.label: r for r in results}
 
 
 @pytest.fixture
@@ -57,11 +58,11 @@ def test_a_variants_optim_is_the_suite_wide_setting_for_its_trials_only():
     mixed = run_all(suite(variants=["sgan", {"name": "sgan", "label": "own", "optim": own}]))
     everywhere = run_all(suite(optim={**BASE["optim"], **own}))["sgan"]
     # the override trains exactly as the same settings given to the whole suite (same process, same kernels)
-    assert mixed["own"]["loss_curve"] == everywhere["loss_curve"]
-    assert mixed["own"]["optim"] == everywhere["optim"] == {**mixed["sgan"]["optim"], "g_lr": 3e-3, "betas": (0.0, 0.9)}
+    assert mixed["own"].loss_curve == everywhere.loss_curve
+    assert mixed["own"].optim == everywhere.optim == {**mixed["sgan"].optim, "g_lr": 3e-3, "betas": (0.0, 0.9)}
     # the other entry keeps the suite's [optim], so the two trials differ
-    assert mixed["sgan"]["optim"]["betas"] == (0.5, 0.999) and mixed["sgan"]["optim"]["g_lr"] == 1e-3
-    assert mixed["sgan"]["loss_curve"] != mixed["own"]["loss_curve"]
+    assert mixed["sgan"].optim["betas"] == (0.5, 0.999) and mixed["sgan"].optim["g_lr"] == 1e-3
+    assert mixed["sgan"].loss_curve != mixed["own"].loss_curve
 
 
 def test_d_steps_and_batch_of_a_schedule_are_honoured_under_a_gradient_eval_budget(critic_batches):
@@ -73,15 +74,15 @@ def test_d_steps_and_batch_of_a_schedule_are_honoured_under_a_gradient_eval_budg
     for trial in trials_of(s):
         g_steps, k, batch = expected[trial.variant.label]
         critic_batches.clear()
-        result = run_trial(trial)
-        used = result["consumed"]
-        assert result["status"] == "ok", result.get("error")
+        result = run_trial(trial).result
+        used = result.consumed
+        assert result.status == "ok", result.error
         assert critic_batches == [batch] * (g_steps * k)  # the loop ran k critic steps of its batch per G step
         assert (used["g_steps"], used["d_steps"]) == (g_steps, g_steps * k)
         assert used["gradient_evals"] == (g_steps + g_steps * k) * batch <= 6400
         assert 6400 - used["gradient_evals"] < (k + 1) * batch  # stopped at the last G step that fits
-        assert result["budget"]["g_steps"] == g_steps and result["budget"]["gradient_evals"] == 6400
-        assert (result["budget"]["d_steps_per_g_step"], result["budget"]["batch_size"]) == (k, batch)
+        assert result.budget["g_steps"] == g_steps and result.budget["gradient_evals"] == 6400
+        assert (result.budget["d_steps_per_g_step"], result.budget["batch_size"]) == (k, batch)
         assert used["stopped_by"] == "g_steps"
 
 
@@ -91,16 +92,16 @@ def test_equal_device_seconds_stop_every_variant_at_the_same_training_time():
               variants=["sgan", {"name": "sgan", "label": "k4", "schedule": {"d_steps_per_g_step": 4}}])
     results = run_all(s)
     for label, r in results.items():
-        used = r["consumed"]
+        used = r.consumed
         assert used["stopped_by"] == "max_device_seconds"
         # the check follows each G step, so a trial overshoots by at most about one G step (a few ms here)
         assert seconds <= used["device_seconds"] < seconds + 0.25, (label, used)
-        assert used["d_steps"] == used["g_steps"] * r["budget"]["d_steps_per_g_step"]
+        assert used["d_steps"] == used["g_steps"] * r.budget["d_steps_per_g_step"]
         assert used["gradient_evals"] == (used["g_steps"] + used["d_steps"]) * 32
-        assert r["budget"]["device_seconds"] == seconds
-        assert r["evaluations"][-1]["g_step"] == used["g_steps"]  # scored where it stopped
+        assert r.budget["device_seconds"] == seconds
+        assert r.evaluations[-1]["g_step"] == used["g_steps"]  # scored where it stopped
     # in the same time, 4 critic steps per G step leave fewer G steps (a G step costs about 2 D steps here)
-    assert results["k4"]["consumed"]["g_steps"] < results["sgan"]["consumed"]["g_steps"]
+    assert results["k4"].consumed["g_steps"] < results["sgan"].consumed["g_steps"]
 
 
 def test_per_variant_settings_are_part_of_the_suite_hash():
@@ -233,7 +234,7 @@ def test_device_seconds_on_a_cpu_are_process_time_not_wall_time(monkeypatch: pyt
 
     monkeypatch.setattr(SGAN, "d_loss", napping)
     r = run_all(suite(budget={"device_seconds": 0.3, "g_steps": 10**7, "batch_size": 32}))["sgan"]
-    used = r["consumed"]
+    used = r.consumed
     assert used["stopped_by"] == "max_device_seconds" and 0.3 <= used["device_seconds"] < 0.55
     assert len(naps) == used["d_steps"]
     assert used["wall_seconds"] - used["device_seconds"] >= 0.9 * sum(naps)  # the naps ran, uncounted

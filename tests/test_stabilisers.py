@@ -94,8 +94,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
     monkeypatch.setattr(gbench.run.trial, "train", train_spy)
     suite = tiny_suite(optim={"g_lr": 2e-3, "d_lr": 1e-3, "lr_schedule": "linear", "ema_decay": 0.8,
                               "ema_start": 2}, budget={"g_steps": 6}, eval={"at": [1.0], "metrics": ["modes"]})
-    result = run_trial(trials_of(suite)[0])
-    assert result["status"] == "ok", result["error"]
+    result = run_trial(trials_of(suite)[0]).result
+    assert result.status == "ok", result.error
     f = [1 - t / 6 for t in range(6)]
     torch.testing.assert_close(torch.tensor(seen), torch.tensor([(2e-3 * x, 1e-3 * x) for x in f]))
     # EMA: copies G after steps 1-2, then e <- 0.8 e + 0.2 G after steps 3..6
@@ -105,8 +105,8 @@ def test_loop_applies_the_schedule_to_both_players_and_tracks_the_ema(monkeypatc
         ema = [0.8 * e + 0.2 * p for e, p in zip(ema, p_t)]
     for e, want in zip(captured["ema"].params.values(), ema):
         torch.testing.assert_close(e, want, rtol=1e-5, atol=1e-6)
-    assert result["generator"] == "ema"
-    assert "modes" in result["metrics"] and "raw.modes" in result["metrics"]
+    assert result.generator == "ema"
+    assert "modes" in result.metrics and "raw.modes" in result.metrics
 
 
 def test_r1_is_the_hand_computation_and_its_gradient_matches_finite_differences():
@@ -163,10 +163,10 @@ def test_r1_of_a_pairwise_critic_differentiates_t_of_real_and_fake():
 def test_r1_changes_training_and_zero_gamma_is_off():
     base = tiny_suite(budget={"g_steps": 5}, eval={"at": [1.0], "metrics": ["modes"]})
     on = tiny_suite(optim={"r1_gamma": 10.0}, budget={"g_steps": 5}, eval={"at": [1.0], "metrics": ["modes"]})
-    a, b = run_trial(trials_of(base)[0]), run_trial(trials_of(on)[0])
-    assert a["status"] == b["status"] == "ok"
-    assert a["loss_curve"][-1]["d_loss"] != b["loss_curve"][-1]["d_loss"]
-    assert a["generator"] == "raw" and not any(k.startswith("raw.") for k in a["metrics"])
+    a, b = run_trial(trials_of(base)[0]).result, run_trial(trials_of(on)[0]).result
+    assert a.status == b.status == "ok"
+    assert a.loss_curve[-1]["d_loss"] != b.loss_curve[-1]["d_loss"]
+    assert a.generator == "raw" and not any(k.startswith("raw.") for k in a.metrics)
 
 
 @pytest.mark.parametrize("variant", ["sgan", "deligan"])
@@ -181,20 +181,20 @@ def test_resume_with_ema_schedule_and_r1_is_bitwise(tmp_path: Path, monkeypatch,
         return train(variant, group, *args, **kwargs)
 
     monkeypatch.setattr(gbench.run.trial, "train", spy)
-    straight = run_trial(trial)
-    assert straight["status"] == "ok", straight["error"]
+    straight = run_trial(trial).result
+    assert straight.status == "ok", straight.error
     path, runtime = checkpoint_path(tmp_path, trial.id), Runtime(checkpoint_every=5)
     with monkeypatch.context() as m:
         stop_after_saving_at(m, 15)
         with pytest.raises(Stop):
             run_trial(trial, runtime, checkpoint_path=path)
-    resumed = run_trial(trial, runtime, checkpoint_path=path, resume=True)
-    assert resumed["status"] == "ok", resumed["error"]
-    assert resumed["resumed_at"] == [15]
+    resumed = run_trial(trial, runtime, checkpoint_path=path, resume=True).result
+    assert resumed.status == "ok", resumed.error
+    assert resumed.resumed_at == [15]
     for a, b in ((nets_of[0].g, nets_of[-1].g), (nets_of[0].d, nets_of[-1].d), (emas[0], emas[-1])):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()
         for key in sa:
             assert torch.equal(sa[key], sb[key]), key
     for key in ("metrics", "evaluations", "loss_curve", "generator"):
-        assert straight[key] == resumed[key], key
+        assert getattr(straight, key) == getattr(resumed, key), key

@@ -26,6 +26,7 @@ the calling process (``load_plugins(extra=...)``) is unknown there.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -40,12 +41,13 @@ import torch
 from gbench.errors import GbenchError
 from gbench.backbones import build_backbone
 from gbench.run.batched import probe
-from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, describe, run_group, run_trial
+from gbench.run.record import TrialOutput, TrialResult
+from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, result_of, run_group, run_trial
 
 EXECUTORS = ("local", "process", "ray")
 RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
 
-OnResult = Callable[[Trial, dict[str, Any]], None]
+OnResult = Callable[[Trial, TrialOutput], None]
 OnProgress = Callable[[Trial, int], None]
 RunOptions = Callable[[Trial], Mapping[str, Any]]  # more keyword arguments of run_trial, per trial
 
@@ -59,11 +61,11 @@ class Executor(Protocol):
 
     def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
                    on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
-        """Run ``trials``; call ``on_result(trial, result)`` in this process as each one finishes (in
+        """Run ``trials``; call ``on_result(trial, output)`` in this process as each one finishes (in
         completion order) and ``on_progress(trial, g_step)`` now and then (``0`` when a trial starts,
         where the executor knows). ``options(trial)`` adds keyword arguments to ``run_trial`` (they
         must pickle: paths, flags). A trial that cannot run (its worker died) is reported as a
-        ``failed`` result; an exception from a callback stops the run and the trials in flight."""
+        ``failed`` output; an exception from a callback stops the run and the trials in flight."""
 
 
 def usable_cpus() -> int:
@@ -95,7 +97,7 @@ def make_executor(name: str = "local", jobs: int | None = None, address: str | N
 
 def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, executor: str = "local",
             jobs: int | None = 1, progress: Callable[[int], None] | None = None,
-            remote: bool = False, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            remote: bool = False, options: Mapping[str, Any] | None = None) -> TrialOutput:
     """Run one trial with ``threads`` intra-op threads (None: leave torch's setting) and record how.
 
     The same function runs in every executor's worker, so a trial's numbers depend on its suite, seed
@@ -114,25 +116,29 @@ def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, execu
         used = torch.get_num_threads()
         with _interrupts() as interrupted:
             try:
-                result = run_trial(trial, runtime, progress, **options)
+                output = run_trial(trial, runtime, progress, **options)
             except BaseException as exc:  # a variant's sys.exit(), a stray KeyboardInterrupt...
                 if isinstance(exc, KeyboardInterrupt) and interrupted():
                     raise  # the user's Ctrl-C: stop the run
-                result = failed_result(trial, runtime, f"{type(exc).__name__}: {exc}", executor)
-                result["traceback"] = traceback.format_exc()
+                output = TrialOutput(failed_result(trial, runtime, f"{type(exc).__name__}: {exc}", executor,
+                                                   traceback.format_exc()))
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
-    result["runtime"] = {**result.get("runtime", {}), "executor": executor, "jobs": jobs, "threads": threads,
-                         **({"checkpoints": note} if note else {})}
+    how = {"executor": executor, "jobs": jobs, "threads": threads, **({"checkpoints": note} if note else {})}
+    return TrialOutput(dataclasses.replace(output.result, runtime={**output.result.runtime, **how}), output.samples,
+                       worker_facts(runtime.device, used, remote))
+
+
+def worker_facts(device: str, threads: int, remote: bool = False) -> dict[str, Any]:
+    """What the runner's provenance cannot know about the process that ran a trial: its pid, host and
+    torch threads; with ``remote`` (maybe another machine) its own versions, processor and GPU too."""
     facts: dict[str, Any] = {}
-    if remote:  # another machine, maybe: its own versions, processor, GPU
+    if remote:
         from gbench.run.results import provenance
 
-        facts = provenance(runtime.device)
-    facts.update(pid=os.getpid(), host=socket.gethostname(), torch_threads=used)
-    result["provenance"] = {**result.get("provenance", {}), **facts}
-    return result
+        facts = provenance(device)
+    return {**facts, "pid": os.getpid(), "host": socket.gethostname(), "torch_threads": threads}
 
 
 class _interrupts:
@@ -166,12 +172,10 @@ def _portable(options: RunOptions | None, trial: Trial) -> dict[str, Any] | None
     return {k: v.resolve() if isinstance(v, Path) else v for k, v in options(trial).items()}
 
 
-def failed_result(trial: Trial, runtime: Runtime, error: str, executor: str) -> dict[str, Any]:
+def failed_result(trial: Trial, runtime: Runtime, error: str, executor: str, trace: str | None = None) -> TrialResult:
     """The record of a trial whose worker never returned (it crashed, was cancelled, or was lost)."""
-    record = {"trial_id": trial.id, "status": "failed", "error": error, **describe(trial, runtime),
-              "started": time.time()}
-    record["runtime"] = {**record["runtime"], "executor": executor}
-    return record
+    result = result_of(trial, runtime, time.time(), error, trace)
+    return dataclasses.replace(result, runtime={**result.runtime, "executor": executor})
 
 
 class LocalExecutor:
@@ -273,11 +277,10 @@ def run_groups(trials: Sequence[Trial], runtime: Runtime, on_result: OnResult, o
                         on_progress(t, step)
 
             extra = dict(options(group[0])) if options else {}
-            for t, record in zip(group, run_group(group, runtime, progress, mode=mode, **extra)):
-                record["runtime"].update(executor="batched", jobs=1, threads=threads)
-                record["provenance"] = {**record.get("provenance", {}), "pid": os.getpid(),
-                                        "host": socket.gethostname(), "torch_threads": torch.get_num_threads()}
-                on_result(t, record)
+            for t, output in zip(group, run_group(group, runtime, progress, mode=mode, **extra)):
+                result = dataclasses.replace(output.result, runtime={**output.result.runtime, "executor": "batched",
+                                                                     "jobs": 1, "threads": threads})
+                on_result(t, TrialOutput(result, output.samples, worker_facts(runtime.device, torch.get_num_threads())))
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
@@ -329,11 +332,12 @@ def _worker(conn: Any, parent: int, trial: Trial, runtime: Runtime, threads: int
 
     conn.send(("progress", 0))
     try:
-        result = run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
+        output = run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
                          options=options)
     except BaseException as exc:  # noqa: BLE001 - even run_one's own failure is this trial's
-        result = failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}", "process")
-    conn.send(("result", result))
+        output = TrialOutput(failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}",
+                                           "process"))
+    conn.send(("result", output))
     conn.close()
 
 
@@ -378,12 +382,12 @@ class ProcessExecutor:
                         process.join()
                         code = process.exitcode
                         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                        kind, payload = "result", failed_result(
-                            trial, runtime, f"process executor: the worker died ({why}) before its result", self.name)
+                        kind, payload = "result", TrialOutput(failed_result(
+                            trial, runtime, f"process executor: the worker died ({why}) before its result", self.name))
                     except Exception as exc:  # a result that does not unpickle
-                        kind, payload = "result", failed_result(
+                        kind, payload = "result", TrialOutput(failed_result(
                             trial, runtime, f"process executor: unreadable result: {type(exc).__name__}: {exc}",
-                            self.name)
+                            self.name))
                     if kind == "progress":
                         if on_progress:
                             on_progress(trial, payload)
@@ -496,12 +500,12 @@ class RayExecutor:
                 for ref in done:
                     trial = refs.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        output = ray.get(ref)
                     except Exception as exc:  # the task's worker or node died, or it was cancelled
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                        result = failed_result(trial, runtime, f"ray executor: {type(exc).__name__}: {first}",
-                                               self.name)
-                    on_result(trial, result)
+                        output = TrialOutput(failed_result(
+                            trial, runtime, f"ray executor: {type(exc).__name__}: {first}", self.name))
+                    on_result(trial, output)
         finally:
             self.close(refs)
 

@@ -25,6 +25,7 @@ from gbench.run.results import (MANIFEST, SCHEMA, check_result, load_results, pr
                              write_atomic, write_json)
 from gbench.suite import Suite
 from gbench.run.loop import Precision
+from gbench.run.record import TrialOutput, TrialResult, stamped
 from gbench.run.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
     trials_of
 from gbench.run.executors import Executor, LocalExecutor
@@ -166,15 +167,14 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
     def on_progress(trial: Trial, step: int) -> None:
         shown.step(trial.id, step)
 
-    def on_result(trial: Trial, result: dict[str, Any]) -> None:  # here, in this process, as each trial ends
-        result["provenance"] = {**info, **result.get("provenance", {})}  # the worker's pid, host, threads
-        samples = result.pop("_samples", None)  # the final evaluation's first samples, for the report's plots
-        if samples is not None:
-            result["samples_file"] = write_samples(out, trial.id, samples)
-        write_json(trial_path(out, trial.id), result)
-        if result["status"] in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
+    def on_result(trial: Trial, output: TrialOutput) -> None:  # here, in this process, as each trial ends
+        # the final evaluation's first samples, for the report's plots
+        samples_file = write_samples(out, trial.id, output.samples) if output.samples is not None else None
+        data = stamped(output, info, samples_file).to_json()
+        write_json(trial_path(out, trial.id), data)
+        if output.result.status in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
             checkpoint_path(out, trial.id).unlink(missing_ok=True)
-        shown.finished(trial.id, result)
+        shown.finished(trial.id, data)
 
     try:
         with observed_run(out):  # every evaluation's samples (and TensorBoard), in whichever process trains
@@ -204,10 +204,14 @@ def _finished(path: Path, trial: Trial) -> bool:
         for key in ("consumed", "evaluations", "diverged_at"):
             if key not in data:
                 raise GbenchError(f"{path}: not a complete trial result (no {key!r})")
+        try:
+            result = TrialResult.from_json(data)
+        except GbenchError as exc:
+            raise GbenchError(f"{path}: {exc}") from None
     except GbenchError as exc:
         tqdm.write(f"gbench: warning: {exc}; running trial {trial.id} again", file=sys.stderr)
         return False
-    return data["status"] in FINISHED
+    return result.status in FINISHED
 
 
 SAMPLES = "samples"

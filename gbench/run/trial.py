@@ -23,7 +23,7 @@ from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
 from gbench.observers import notify, observing
 from gbench.plugins import get_plugins
-from gbench.run.results import SCHEMA
+from gbench.run.record import TrialOutput, TrialResult
 from gbench.suite import DatasetSpec, Suite, VariantSpec, safe_label
 from gbench.datasets.toy import ToyMixture
 from gbench.variant import Nets, Variant, make_config
@@ -128,9 +128,9 @@ def build_variant(spec: VariantSpec, dataset: DatasetSpec | None = None) -> Vari
 
 
 def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
-              checkpoint_path: Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train and evaluate one trial (a group of one, the plain loop). Never raises for a failed
-    trial: the status says what happened.
+              checkpoint_path: Path | None = None, resume: bool = False) -> TrialOutput:
+    """Train and evaluate one trial (a group of one, the plain loop): its record with its samples
+    beside it. Never raises for a failed trial: the status says what happened.
 
     With ``checkpoint_path``, the training state is saved there (``gbench.run.checkpoint``) at each
     evaluation and every ``runtime.checkpoint_every`` G steps; with ``resume`` too, a checkpoint found
@@ -139,10 +139,10 @@ def run_trial(trial: Trial, runtime: Runtime = Runtime(), progress: Callable[[in
 
 
 def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: Callable[[int], None] | None = None,
-              checkpoint_path: Path | None = None, resume: bool = False, mode: str = "loop") -> list[dict[str, Any]]:
+              checkpoint_path: Path | None = None, resume: bool = False, mode: str = "loop") -> list[TrialOutput]:
     """Train the S ``trials`` (one variant configuration of one suite, distinct seeds) together in the
     one loop (``gbench.run.loop``; ``mode`` "vmap" or "loop", ``gbench.run.batched``) and evaluate
-    each; one record per trial, in order. Never raises for a failed group: every trial's status says
+    each; one output per trial, in order. Never raises for a failed group: every trial's status says
     what happened. Checkpoints as :func:`run_trial`, one file for the group."""
     trials = list(trials)
     first = trials[0]
@@ -150,30 +150,47 @@ def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: C
             len({t.seed for t in trials}) != len(trials):
         raise GbenchError("a batched group is one variant of one suite with distinct seeds")
     started = time.time()
-    records: list[dict[str, Any]] = []
-    for t in trials:
-        record: dict[str, Any] = {"trial_id": t.id, "status": "failed", "error": None, **describe(t, runtime)}
-        if len(trials) > 1:
-            record["runtime"].update(batched=len(trials), batched_seeds=[u.seed for u in trials], batched_mode=mode)
-        records.append(record)
-        if observing("trial_started"):
-            notify("trial_started", trial_info={k: v for k, v in record.items() if k not in ("status", "error")})
+    group = {"batched": len(trials), "batched_seeds": [t.seed for t in trials], "batched_mode": mode} \
+        if len(trials) > 1 else {}
+    if observing("trial_started"):
+        for t in trials:
+            info = result_of(t, runtime, started, group=group).to_json()
+            unknown_yet = ("status", "error", "started", "provenance")
+            notify("trial_started", trial_info={k: v for k, v in info.items() if k not in unknown_yet})
+    error = trace = None
+    trained: list[tuple[dict[str, Any], np.ndarray | None]] = [({}, None)] * len(trials)
     try:
-        for record, output in zip(records, _run(trials, runtime, progress, checkpoint_path, resume, mode)):
-            record.update(output)
-            record["protocol"]["metrics"] = record.pop("metric_protocol")
+        trained = _run(trials, runtime, progress, checkpoint_path, resume, mode)
     except GbenchError as exc:
-        for record in records:
-            record["error"] = str(exc)
+        error = str(exc)
     except Exception as exc:  # a crashing group is recorded and the suite goes on
-        for record in records:
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            record["traceback"] = traceback.format_exc()
-    for t, record in zip(trials, records):
-        record["started"] = started
-        if observing("trial_finished"):
-            notify("trial_finished", trial_id=t.id, result={k: v for k, v in record.items() if k != "_samples"})
-    return records
+        error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    outputs = [TrialOutput(result_of(t, runtime, started, error, trace, fields, group), samples)
+               for t, (fields, samples) in zip(trials, trained)]
+    if observing("trial_finished"):
+        for t, output in zip(trials, outputs):
+            notify("trial_finished", trial_id=t.id, result=output.result.to_json())
+    return outputs
+
+
+def result_of(trial: Trial, runtime: Runtime, started: float, error: str | None = None, trace: str | None = None,
+              trained: Mapping[str, Any] | None = None, group: Mapping[str, Any] | None = None) -> TrialResult:
+    """The one place a trial's record is built: what a number needs beside it to be compared with
+    another, and, with ``trained`` (the fields :func:`_output` measured), what the trial measured;
+    without it the trial failed with ``error``. ``group``: a batched group's size, seeds and mode."""
+    suite = trial.suite
+    trained = dict(trained or {})
+    protocol = {"eval_samples": suite.eval.num_samples, "eval_seed": suite.eval.seed, "eval_at": list(suite.eval.at),
+                "reference": suite.dataset.reference or suite.dataset.label}
+    if "metric_protocol" in trained:
+        protocol["metrics"] = trained.pop("metric_protocol")
+    return TrialResult(
+        trial_id=trial.id, status=trained.pop("status", "failed"), suite=suite.name, suite_hash=suite.hash,
+        variant=trial.variant.name, label=trial.variant.label, seed=trial.seed,
+        dataset=dataclasses.asdict(suite.dataset), budget=dataclasses.asdict(suite.budget),
+        model=dataclasses.asdict(suite.model), optim=dataclasses.asdict(suite.optim),
+        runtime={**dataclasses.asdict(runtime), **(group or {})}, protocol=protocol, started=started,
+        error=trained.pop("error", error), traceback=trace, **trained)
 
 
 def build_nets(variant: Variant, backbone: Any, seed: int, device: torch.device) -> Nets:
@@ -184,7 +201,7 @@ def build_nets(variant: Variant, backbone: Any, seed: int, device: torch.device)
 
 
 def _run(trials: list[Trial], runtime: Runtime, progress: Callable[[int], None] | None,
-         checkpoint_path: Path | None, resume: bool, mode: str) -> list[dict[str, Any]]:
+         checkpoint_path: Path | None, resume: bool, mode: str) -> list[tuple[dict[str, Any], np.ndarray | None]]:
     suite, device, S = trials[0].suite, torch.device(runtime.device), len(trials)
     variant = build_variant(trials[0].variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
@@ -279,8 +296,10 @@ def _consumed(used: Consumed, outcome: Outcome, size: int, eval_seconds: float, 
 
 def _output(variant: Variant, dataset: Any, reference: Any, suite: Suite, metrics: list[Metric], device: torch.device,
             outcome: Outcome, evaluations: list[dict[str, Any]], kept: list[np.ndarray], nets: Nets,
-            consumed: dict[str, Any], resumed_at: list[int], has_ema: bool) -> dict[str, Any]:
-    """The trained part of one trial's record, built in one place."""
+            consumed: dict[str, Any], resumed_at: list[int], has_ema: bool
+            ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """What one trial measured (the fields of its record that :func:`result_of` takes as ``trained``)
+    and the final evaluation's first samples."""
     status = "diverged" if outcome.diverged_at is not None else "ok"
     why: dict[str, str] = {}
     if status == "ok" and "samples" in evaluations[-1].get("metric_errors", {}):
@@ -304,38 +323,13 @@ def _output(variant: Variant, dataset: Any, reference: Any, suite: Suite, metric
         "metric_protocol": {m.name: m.protocol() for m in metrics},
         "data_kind": reference.kind,
         "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
-        "_samples": kept[0] if status == "ok" and kept else None,  # not JSON: the runner saves and pops it
-    }
+    }, (kept[0] if status == "ok" and kept else None)
 
 
 def ema_copy(generator: Stack) -> Stack:
     """A frozen copy of the stacked G for the exponential moving average of its weights (``gbench.run.loop``)."""
     return Stack(generator.module, {k: v.detach().clone() for k, v in generator.params.items()},
                  {k: v.detach().clone() for k, v in generator.buffers.items()})
-
-
-def describe(trial: Trial, runtime: Runtime) -> dict[str, Any]:
-    """What a number needs beside it to be compared with another."""
-    suite = trial.suite
-    return {
-        "schema": SCHEMA,
-        "suite": suite.name,
-        "suite_hash": suite.hash,
-        "variant": trial.variant.name,
-        "label": trial.variant.label,
-        "seed": trial.seed,
-        "dataset": dataclasses.asdict(suite.dataset),
-        "budget": dataclasses.asdict(suite.budget),
-        "model": dataclasses.asdict(suite.model),
-        "optim": dataclasses.asdict(suite.optim),
-        "runtime": dataclasses.asdict(runtime),
-        "protocol": {
-            "eval_samples": suite.eval.num_samples,
-            "eval_seed": suite.eval.seed,
-            "eval_at": list(suite.eval.at),
-            "reference": suite.dataset.reference or suite.dataset.label,
-        },
-    }
 
 
 def sample_generator(generator: torch.nn.Module, n: int, z_dim: int, seed: int, device: torch.device) -> torch.Tensor:
