@@ -8,14 +8,19 @@
 * a line per finished trial: status, G steps, wall time, its rate, and its main metric
   (:func:`gbench.analysis.layer.headline`).
 
-ETA: before any trial has finished, the running trials' training rate (G steps per second between
-reports without an evaluation), the start-up before a trial's first report and the time one
-evaluation takes, for what is left of each running trial and the whole of each waiting one; once
-trials have finished, their mean wall time per G step
-(start-up and evaluations included) times what is left of each running and waiting trial, divided by
-the number of trials seen running at once. The test holds it within x1.5 of the truth after 10 % of a
-run on a fake clock (start-up and evaluation pauses, one or several trials at a time). With ``resuming``
-(``--resume``), a trial counts from its first reported step (it may have continued from a checkpoint).
+ETA: each running trial's time left from its OWN training rate (G steps per second between reports
+without an evaluation), its own evaluation pauses (else everyone's) and the trial tail (the seconds
+between a trial's last report and its finish: its final evaluation); each waiting trial's whole wall
+time from the finished trials of its variant (wall time per G step), else the running ones of its
+variant (rate, start-up, pauses, tail), else all finished trials, else all running ones. The running
+trials' times left and then the waiting trials fill ``_parallel`` slots (the most trials seen running at
+once) in order, a trial starting on the first slot to free; the ETA is when the last slot frees. Under
+a ``device_seconds`` budget a trial ends at that much training time: its time left is the budget less
+the time since its first report, plus the tail. The tests hold it within x1.5 of the truth after 10 % of
+a run on a fake clock (start-up, evaluation pauses and a slower final evaluation, one or several trials
+at a time, and a last variant three times slower); a variant slower than those seen so far cannot be
+foreseen before one of its trials reports. With ``resuming`` (``--resume``), a trial counts from its
+first reported step (it may have continued from a checkpoint).
 
 Everything goes to ``stream`` (stderr), so the table on stdout stays clean; ``quiet`` prints nothing.
 """
@@ -51,6 +56,8 @@ def rate(steps_per_s: float) -> str:
 
 @dataclass
 class _Running:
+    tid: str
+    group: str  # its variant: waiting trials are timed on their own variant's trials first
     total: int
     started: float
     origin: int | None = None  # G steps it had before this process trained it (resumed from a checkpoint)
@@ -66,7 +73,15 @@ class _Running:
         return self.train[1] / self.train[0] if self.train[0] > 0 and self.train[1] > 0 else None
 
     def evals_after(self, step: int) -> int:
-        return sum(e > step for e in self.evals)
+        """Evaluations still to come before its last report (one at ``step`` follows the report at ``step``;
+        the final one, at ``total``, follows the last report: it is part of the trial's tail)."""
+        return sum(step <= e < self.total for e in self.evals)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    run: _Running
+    at: float  # when it finished
 
 
 @dataclass
@@ -83,10 +98,12 @@ class Progress:
     clock: Callable[[], float] = time.monotonic
     tty: bool | None = None  # None: ask the stream
     width: int | None = None  # None: the terminal's
+    groups: dict[str, str] = field(default_factory=dict)  # trial id -> its variant label
+    seconds: dict[str, float] = field(default_factory=dict)  # trial id -> its device-seconds budget, if any
+    _ended: list[_Ended] = field(default_factory=list)  # the trials finished in this process
     _running: dict[str, _Running] = field(default_factory=dict)
     _done_steps: int = 0
     _finished: set[str] = field(default_factory=set)
-    _walls: list[tuple[float, int]] = field(default_factory=list)  # (wall seconds, G steps) of finished trials
     _parallel: int = 1  # the most trials seen running at once
     _t0: float | None = None
     _last_draw: float = -1e9
@@ -113,15 +130,16 @@ class Progress:
             self._t0 = now
         run = self._running.get(trial_id)
         if run is None:
-            run = self._running[trial_id] = _Running(self.totals.get(trial_id, 0), now,
+            run = self._running[trial_id] = _Running(trial_id, self.groups.get(trial_id, ""),
+                                                     self.totals.get(trial_id, 0), now,
                                                      evals=self.evals.get(trial_id, ()))
         if g_step > 0 and run.origin is None:
             run.origin = g_step if self.resuming else 0
         if g_step > run.step:
             if run.first is None:
                 run.first = (now, g_step)
-            else:  # an interval between two reports: training, and any evaluations inside it
-                n = sum(run.step < e <= g_step for e in run.evals)
+            else:  # an interval between two reports: training, and the evaluations that followed the first
+                n = sum(run.step <= e < g_step for e in run.evals)
                 if n:
                     run.with_evals.append((now - run.last, g_step - run.step, n))
                 else:
@@ -140,8 +158,8 @@ class Progress:
         self._done_steps += total - ((run.origin or 0) if run else 0)
         consumed = (result.get("consumed") or {}).get("g_steps")
         wall = now - run.started if run else None
-        if wall and total and not (run and run.origin):
-            self._walls.append((wall, total))
+        if run is not None and wall and total and result.get("status") == "ok":
+            self._ended.append(_Ended(run, now))
         self._clear()
         self._print(finished_line(trial_id, result, consumed, wall, f"{len(self._finished)}/{len(self.totals)}"))
         self._draw(now, force=True)
@@ -168,34 +186,94 @@ class Progress:
         return self.made() / (now - self._t0)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left (see the module doc; None before the first G step)."""
+        """Seconds left (see the module doc; None before the first G step): each running trial's own
+        remaining time, each waiting trial's expected duration, placed on ``_parallel`` slots in order."""
         now = self.clock() if now is None else now
-        if self._walls:
-            per_step = sum(w for w, _ in self._walls) / sum(n for _, n in self._walls)
-            running = sum(max(0.0, per_step * r.total - (now - r.started)) for r in self._running.values())
-            waiting = sum(per_step * t for tid, t in self.totals.items()
-                          if tid not in self._running and tid not in self._finished)
-            return (running + waiting) / self._parallel
-        return self._eta_from_rates(now)
+        left: list[float] = []
+        for tid, r in self._running.items():
+            own = self._left_by_own_rate(r, now)
+            if own is None:
+                whole = self._expected(tid)
+                own = None if whole is None else max(0.0, whole - (now - r.started))
+            if own is None:
+                return self._eta_from_throughput(now)
+            left.append(own)
+        waiting = [tid for tid in self.totals if tid not in self._running and tid not in self._finished]
+        slots = sorted(left + [0.0] * max(0, self._parallel - len(left)))
+        for tid in waiting:
+            whole = self._expected(tid)
+            if whole is None:
+                return self._eta_from_throughput(now)
+            slots[0] += whole  # the next trial starts on the first slot to free
+            slots.sort()
+        return max(slots) if slots else 0.0
 
-    def _eta_from_rates(self, now: float) -> float | None:
-        """Before any trial has finished: the running trials' training rate, the start-up before a trial's
-        first report and the time an evaluation takes (both measured so far), for what is left of each
-        running trial and the whole of each waiting one."""
-        measured = [(r, r.rate()) for r in self._running.values() if r.rate()]
-        if not measured:
-            speed = self.throughput(now)
-            return None if not speed else self.remaining() / speed
-        rate_ = sum(v for _, v in measured) / len(measured)
-        startup = sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / v)
-                      for r, v in measured if r.first) / len(measured)
-        pauses = [max(0.0, (t - steps / v) / n) for r, v in measured for t, steps, n in r.with_evals]
-        evaluation = sum(pauses) / len(pauses) if pauses else 0.0
-        running = sum(max(0, r.total - r.step) / rate_ + evaluation * r.evals_after(r.step)
-                      for r in self._running.values())
-        waiting = sum(t / rate_ + startup + evaluation * len(self.evals.get(tid, ()))
-                      for tid, t in self.totals.items() if tid not in self._running and tid not in self._finished)
-        return (running + waiting) / self._parallel
+    def _eta_from_throughput(self, now: float) -> float | None:
+        speed = self.throughput(now)
+        return None if not speed else self.remaining() / speed
+
+    def _runs(self, group: str | None = None) -> list[_Running]:
+        """Running and finished trials (of ``group``, if given) that have a measured training rate."""
+        runs = [r for r in [*self._running.values(), *(e.run for e in self._ended)] if r.rate()]
+        return [r for r in runs if group is None or r.group == group]
+
+    def _pause(self, runs: list[_Running]) -> float:
+        """Mean seconds one evaluation adds (intervals with evaluations less their training at the rate)."""
+        pauses = [max(0.0, (t - steps / r.rate()) / n) for r in runs for t, steps, n in r.with_evals]  # type: ignore[operator]
+        return sum(pauses) / len(pauses) if pauses else 0.0
+
+    def _tail(self, tid: str) -> float:
+        """A trial's tail, the seconds between its last progress report and its finish (its final
+        evaluation, e.g. delta-gan's extra target estimates): the mean over its variant's finished trials;
+        else, if it evaluates at its end, its variant's evaluation pause; else the mean over all finished
+        trials; else everyone's evaluation pause (0 without a final evaluation)."""
+        group = self.groups.get(tid, "")
+        ends = self.evals.get(tid, ())
+        final = bool(ends) and ends[-1] >= self.totals.get(tid, 0)
+        for pick in (group, None):  # its variant first
+            tails = [e.at - e.run.last for e in self._ended if e.run.first and pick in (None, e.run.group)]
+            if tails:
+                return sum(tails) / len(tails)
+            runs = self._runs(pick)
+            if final and any(r.with_evals for r in runs):
+                return self._pause(runs)
+        return 0.0
+
+    def _left_by_own_rate(self, r: _Running, now: float) -> float | None:
+        """A running trial's time left from its own rate and evaluation pauses (theirs, else everyone's)."""
+        v = r.rate()
+        if self.seconds.get(r.tid):
+            if r.first is None:
+                return None
+            return max(0.0, self.seconds[r.tid] - (now - r.first[0])) + self._tail(r.tid)
+        if not v:
+            return None
+        pause = self._pause([r]) if r.with_evals else self._pause(self._runs())
+        return max(0.0, (r.total - r.step) / v - (now - r.last)) + pause * r.evals_after(r.step) + self._tail(r.tid)
+
+    def _expected(self, tid: str) -> float | None:
+        """A whole trial's expected wall time: finished trials of its group (variant), else running ones
+        of its group, else all finished trials, else all running ones; None with nothing measured."""
+        group, total = self.groups.get(tid, ""), self.totals.get(tid, 0)
+        for pick in (group, None):
+            ended = [e for e in self._ended if (pick is None or e.run.group == pick) and not e.run.origin]
+            if ended:
+                if self.seconds.get(tid):
+                    return sum(e.at - e.run.started for e in ended) / len(ended)
+                return sum(e.at - e.run.started for e in ended) / sum(e.run.total for e in ended) * total
+            runs = self._runs(pick)
+            if self.seconds.get(tid):
+                starts = [r.first[0] - r.started for r in self._running.values()
+                          if r.first and (pick is None or r.group == pick)]
+                if starts:
+                    return self.seconds[tid] + sum(starts) / len(starts) + self._tail(tid)
+            elif runs:
+                v = sum(r.rate() for r in runs) / len(runs)  # type: ignore[misc]
+                startup = sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / r.rate())  # type: ignore[index,operator]
+                              for r in runs) / len(runs)
+                middle = sum(e < total for e in self.evals.get(tid, ()))
+                return total / v + startup + self._pause(runs) * middle + self._tail(tid)
+        return None
 
     def status_line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
@@ -264,7 +342,8 @@ def progress_for(suite_name: str, trials: Sequence[Any], out: str, quiet: bool, 
     """A :class:`Progress` for the runner's ``trials`` (objects with ``id`` and ``suite.budget``, ``suite.eval``)."""
     evals = {t.id: tuple(sorted({max(1, round(a * t.suite.budget.g_steps)) for a in t.suite.eval.at})) for t in trials}
     return Progress(suite_name, {t.id: t.suite.budget.g_steps for t in trials}, out, quiet, evals=evals,
-                    resuming=resuming, stream=stream or sys.stderr)
+                    resuming=resuming, stream=stream or sys.stderr, groups={t.id: t.variant.label for t in trials},
+                    seconds={t.id: t.suite.budget.device_seconds for t in trials if t.suite.budget.device_seconds})
 
 
 def budget_text(trials: Sequence[Any]) -> str:
