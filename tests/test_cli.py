@@ -366,3 +366,41 @@ def test_terminal_status_line_is_redrawn_in_place_and_fits_the_width():
     assert all(len(f) <= 59 and "\n" not in f for f in status)  # one line, within the terminal
     assert "400 steps/s" in status[-1] and "ETA" in status[-1]  # 4 trials x 100 steps/s
     assert "DIVERGED 1/4 variant-with-a-long-name-seed0 at G step 700: 700 G steps in 10.0s" in text
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_device_seconds_budget_shows_no_step_total_and_times_the_eta_on_the_budget(jobs: int):
+    """``[budget] device_seconds = 30``: the G-step total (a cap of 1000000) is not shown, and the ETA, from
+    each trial's training time against the budget (1 s start-up, 2 s final evaluation), holds within x1.5
+    after 10 % of the run; 4 trials of two variants, one twice as fast in steps (which must not matter)."""
+    import io
+
+    from gbench.run.progress import Progress
+
+    ids = {"a-seed0": 200.0, "a-seed1": 200.0, "b-seed0": 400.0, "b-seed1": 400.0}  # G steps per second
+    clock, stream = FakeClock(), io.StringIO()
+    p = Progress("dev", {t: 1_000_000 for t in ids}, "runs/d", stream=stream, clock=clock, tty=True, width=80,
+                 evals={t: (1_000_000,) for t in ids}, groups={t: t[0] for t in ids}, seconds={t: 30.0 for t in ids})
+    free, events = [0.0] * jobs, []
+    for tid, speed in ids.items():
+        slot = min(range(jobs), key=lambda i: free[i])
+        events.append((free[slot], tid, 0))
+        for k in range(1, 61):  # a report every 0.5 s of training, 30 s in all
+            events.append((free[slot] + 1 + k / 2, tid, int(speed * k / 2)))
+        free[slot] += 1 + 30 + 2
+        events.append((free[slot], tid, None))
+    events.sort(key=lambda e: (e[0], {None: 1, 0: 2}.get(e[2], 0)))
+    end, checked = events[-1][0], 0
+    for when, tid, step in events:
+        clock.now = when
+        if step is None:
+            p.finished(tid, {"status": "ok", "consumed": {"g_steps": int(ids[tid] * 30)}, "metrics": {}})
+        else:
+            p.step(tid, step)
+        if 0.1 * end <= when < end:
+            eta, truth = p.eta(), end - when
+            assert eta is not None and truth / 1.5 <= eta <= truth * 1.5, (when, eta, truth)
+            checked += 1
+    assert checked > 50
+    frames = [f for f in stream.getvalue().split("\r\x1b[2K") if "ETA" in f]
+    assert frames and not any("1000000" in f for f in frames) and "a-seed0 6000 " in stream.getvalue()

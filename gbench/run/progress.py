@@ -2,7 +2,8 @@
 
 * header (before any training): the suite, the number of trials to run (variants x seeds), the budget
   and the run directory;
-* status: one line for all running trials (each ``id step/total``), the throughput in G steps per
+* status: one line for all running trials (each ``id step/total``; ``id step`` under a ``device_seconds``
+  budget, whose G-step total is only a cap and whose device time is not reported), the throughput in G steps per
   second summed over them, the trials done and the ETA. On a terminal it is redrawn in place (at most
   ``REDRAW_S`` apart); elsewhere (a log file, CI) it is printed as its own line every ``LOG_EVERY_S``;
 * a line per finished trial: status, G steps, wall time, its rate, and its main metric
@@ -71,6 +72,13 @@ class _Running:
     def rate(self) -> float | None:
         """G steps per second while training (intervals between reports without an evaluation)."""
         return self.train[1] / self.train[0] if self.train[0] > 0 and self.train[1] > 0 else None
+
+    def training_since(self) -> float | None:
+        """When it began training (its first report less its first steps at its rate), if it has reported."""
+        if self.first is None:
+            return None
+        v = self.rate()
+        return self.first[0] - ((self.first[1] - (self.origin or 0)) / v if v else 0.0)
 
     def evals_after(self, step: int) -> int:
         """Evaluations still to come before its last report (one at ``step`` follows the report at ``step``;
@@ -243,9 +251,8 @@ class Progress:
         """A running trial's time left from its own rate and evaluation pauses (theirs, else everyone's)."""
         v = r.rate()
         if self.seconds.get(r.tid):
-            if r.first is None:
-                return None
-            return max(0.0, self.seconds[r.tid] - (now - r.first[0])) + self._tail(r.tid)
+            since = r.training_since()
+            return None if since is None else max(0.0, self.seconds[r.tid] - (now - since)) + self._tail(r.tid)
         if not v:
             return None
         pause = self._pause([r]) if r.with_evals else self._pause(self._runs())
@@ -263,10 +270,12 @@ class Progress:
                 return sum(e.at - e.run.started for e in ended) / sum(e.run.total for e in ended) * total
             runs = self._runs(pick)
             if self.seconds.get(tid):
-                starts = [r.first[0] - r.started for r in self._running.values()
+                starts = [r.training_since() - r.started for r in self._running.values()  # type: ignore[operator]
                           if r.first and (pick is None or r.group == pick)]
                 if starts:
                     return self.seconds[tid] + sum(starts) / len(starts) + self._tail(tid)
+                if pick is None:  # nothing measured: the budget itself
+                    return self.seconds[tid] + self._tail(tid)
             elif runs:
                 v = sum(r.rate() for r in runs) / len(runs)  # type: ignore[misc]
                 startup = sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / r.rate())  # type: ignore[index,operator]
@@ -278,7 +287,8 @@ class Progress:
     def status_line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
         speed, eta = self.throughput(now), self.eta(now)  # speed: G steps per second over all trials
-        running = " ".join(f"{tid} {r.step}/{r.total}" for tid, r in self._running.items())
+        running = " ".join(f"{tid} {r.step}" + ("" if self.seconds.get(tid) else f"/{r.total}")
+                           for tid, r in self._running.items())  # device-seconds budgets: the G-step total is a cap
         done = f"{len(self._finished)}/{len(self.totals)} done"
         tail = f" | {rate(speed)} | {done} | ETA {duration(eta)}" if speed and eta is not None else f" | {done}"
         width = (self.width or shutil.get_terminal_size((80, 24)).columns) - 1
