@@ -359,7 +359,8 @@ def test_terminal_status_line_is_redrawn_in_place_and_fits_the_width():
                                                   "consumed": {"g_steps": 700}})
     p.close()
     text = stream.getvalue()
-    assert text.startswith("gbench: suite s: 4 trials to run (1 variant x 4 seeds), 1000 G steps")
+    assert " ".join(text.split("\r")[0].replace("\n  ", " ").split()).startswith(
+        "gbench: suite s: 4 trials to run (1 variant x 4 seeds), 1000 G steps")
     frames = [f for f in text.split("\r\x1b[2K") if f and not f.startswith("gbench:")]
     status = [f for f in frames if "done" in f and not f.startswith("DIVERGED")]
     assert len(status) >= 10  # redrawn in place, at most every 0.5 s of the (fake) clock
@@ -404,3 +405,21 @@ def test_device_seconds_budget_shows_no_step_total_and_times_the_eta_on_the_budg
     assert checked > 50
     frames = [f for f in stream.getvalue().split("\r\x1b[2K") if "ETA" in f]
     assert frames and not any("1000000" in f for f in frames) and "a-seed0 6000 " in stream.getvalue()
+
+
+def test_run_header_wraps_to_80_columns_and_keeps_the_path_whole():
+    import io
+
+    from gbench.run.progress import Progress
+
+    out = "runs/authors-ring-with-a-long-name/2026-12-02T16-20-00"
+    stream = io.StringIO()
+    p = Progress("authors-ring-with-a-long-name", {f"t{i}": 1000 for i in range(21)}, out, stream=stream,
+                 tty=False, width=80)
+    p.header(7, 3, "3000 G steps x 1 D step, batch 256, cap 60 device-s", skipped=2)
+    lines = stream.getvalue().rstrip("\n").split("\n")
+    flat = "gbench: suite authors-ring-with-a-long-name: 21 trials to run (7 variants x 3 seeds, 2 already " \
+           f"finished), 3000 G steps x 1 D step, batch 256, cap 60 device-s; results in {out}"
+    assert len(flat) > 80 and len(lines) >= 2 and all(len(line) <= 79 for line in lines)
+    assert lines[0].startswith("gbench: suite") and all(line.startswith("  ") for line in lines[1:])
+    assert " ".join(line.strip() for line in lines) == flat and any(line.strip().endswith(out) for line in lines)

@@ -1,7 +1,8 @@
 """What ``gbench run`` prints while it trains: a header, a live status line, a line per finished trial.
 
 * header (before any training): the suite, the number of trials to run (variants x seeds), the budget
-  and the run directory;
+  and the run directory, wrapped to the terminal's width (continuation lines indented; a path is never
+  broken);
 * status: one line for all running trials (each ``id step/total``; ``id step`` under a ``device_seconds``
   budget, whose G-step total is only a cap and whose device time is not reported), the throughput in G steps per
   second summed over them, the trials done and the ETA. On a terminal it is redrawn in place (at most
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TextIO
@@ -129,8 +131,11 @@ class Progress:
         def n(k: int, word: str) -> str:
             return f"{k} {word}{'' if k == 1 else 's'}"
 
-        self._print(f"gbench: suite {self.suite}: {n(len(self.totals), 'trial')} to run ({n(variants, 'variant')} x "
-                    f"{n(seeds, 'seed')}{more}), {budget}; results in {self.out}")
+        text = (f"gbench: suite {self.suite}: {n(len(self.totals), 'trial')} to run ({n(variants, 'variant')} x "
+                f"{n(seeds, 'seed')}{more}), {budget}; results in {self.out}")
+        width = self.width or shutil.get_terminal_size((80, 24)).columns
+        self._print("\n".join(textwrap.wrap(text, max(40, width - 1), subsequent_indent="  ",
+                                             break_on_hyphens=False, break_long_words=False)))
 
     def step(self, trial_id: str, g_step: int) -> None:
         now = self.clock()
