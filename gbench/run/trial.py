@@ -152,21 +152,18 @@ def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: C
     started = time.time()
     group = {"batched": len(trials), "batched_seeds": [t.seed for t in trials], "batched_mode": mode} \
         if len(trials) > 1 else {}
+    untrained = [result_of(t, runtime, started, group=group) for t in trials]
     if observing("trial_started"):
-        for t in trials:
-            info = result_of(t, runtime, started, group=group).to_json()
-            unknown_yet = ("status", "error", "started", "provenance")
-            notify("trial_started", trial_info={k: v for k, v in info.items() if k not in unknown_yet})
-    error = trace = None
-    trained: list[tuple[dict[str, Any], np.ndarray | None]] = [({}, None)] * len(trials)
+        unknown_yet = ("status", "error", "started", "provenance")
+        for result in untrained:
+            notify("trial_started", trial_info={k: v for k, v in result.to_json().items() if k not in unknown_yet})
     try:
-        trained = _run(trials, runtime, progress, checkpoint_path, resume, mode)
+        outputs = _run(trials, untrained, runtime, progress, checkpoint_path, resume, mode)
     except GbenchError as exc:
-        error = str(exc)
+        outputs = [TrialOutput(dataclasses.replace(r, error=str(exc))) for r in untrained]
     except Exception as exc:  # a crashing group is recorded and the suite goes on
-        error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-    outputs = [TrialOutput(result_of(t, runtime, started, error, trace, fields, group), samples)
-               for t, (fields, samples) in zip(trials, trained)]
+        outputs = [TrialOutput(dataclasses.replace(r, error=f"{type(exc).__name__}: {exc}",
+                                                   traceback=traceback.format_exc())) for r in untrained]
     if observing("trial_finished"):
         for t, output in zip(trials, outputs):
             notify("trial_finished", trial_id=t.id, result=output.result.to_json())
@@ -174,23 +171,20 @@ def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: C
 
 
 def result_of(trial: Trial, runtime: Runtime, started: float, error: str | None = None, trace: str | None = None,
-              trained: Mapping[str, Any] | None = None, group: Mapping[str, Any] | None = None) -> TrialResult:
-    """The one place a trial's record is built: what a number needs beside it to be compared with
-    another, and, with ``trained`` (the fields :func:`_output` measured), what the trial measured;
-    without it the trial failed with ``error``. ``group``: a batched group's size, seeds and mode."""
+              group: Mapping[str, Any] | None = None) -> TrialResult:
+    """The record of a trial before it trained (status "failed", with ``error`` if one is known): what
+    a number needs beside it to be compared with another; :func:`_output` adds what it measured.
+    ``group``: a batched group's size, seeds and mode."""
     suite = trial.suite
-    trained = dict(trained or {})
     protocol = {"eval_samples": suite.eval.num_samples, "eval_seed": suite.eval.seed, "eval_at": list(suite.eval.at),
                 "reference": suite.dataset.reference or suite.dataset.label}
-    if "metric_protocol" in trained:
-        protocol["metrics"] = trained.pop("metric_protocol")
     return TrialResult(
-        trial_id=trial.id, status=trained.pop("status", "failed"), suite=suite.name, suite_hash=suite.hash,
+        trial_id=trial.id, status="failed", suite=suite.name, suite_hash=suite.hash,
         variant=trial.variant.name, label=trial.variant.label, seed=trial.seed,
         dataset=dataclasses.asdict(suite.dataset), budget=dataclasses.asdict(suite.budget),
         model=dataclasses.asdict(suite.model), optim=dataclasses.asdict(suite.optim),
         runtime={**dataclasses.asdict(runtime), **(group or {})}, protocol=protocol, started=started,
-        error=trained.pop("error", error), traceback=trace, **trained)
+        error=error, traceback=trace)
 
 
 def build_nets(variant: Variant, backbone: Any, seed: int, device: torch.device) -> Nets:
@@ -200,8 +194,8 @@ def build_nets(variant: Variant, backbone: Any, seed: int, device: torch.device)
     return Nets(variant.build_generator(backbone).to(device), variant.build_critic(backbone).to(device))
 
 
-def _run(trials: list[Trial], runtime: Runtime, progress: Callable[[int], None] | None,
-         checkpoint_path: Path | None, resume: bool, mode: str) -> list[tuple[dict[str, Any], np.ndarray | None]]:
+def _run(trials: list[Trial], untrained: list[TrialResult], runtime: Runtime, progress: Callable[[int], None] | None,
+         checkpoint_path: Path | None, resume: bool, mode: str) -> list[TrialOutput]:
     suite, device, S = trials[0].suite, torch.device(runtime.device), len(trials)
     variant = build_variant(trials[0].variant, suite.dataset)
     dataset = build_dataset(suite.dataset, runtime.data_root)
@@ -275,10 +269,10 @@ def _run(trials: list[Trial], runtime: Runtime, progress: Callable[[int], None] 
     if late:  # stopped early by the device-seconds cap: score where it stopped
         checkpoint(outcomes[late[0]].stopped_at, late)
     used = meter.consumed
-    return [_output(variant, dataset, reference, suite, metrics, device, outcomes[s], evaluations[s], kept[s],
-                    Nets(reported(s), players.d.unstack(s)), _consumed(used, outcomes[s], S, eval_seconds[s],
-                                                                      suite.budget),
-                    state.resumed_at, ema is not None) for s in range(S)]
+    return [_output(untrained[s], variant, dataset, reference, suite, metrics, device, outcomes[s], evaluations[s],
+                    kept[s], Nets(reported(s), players.d.unstack(s)),
+                    _consumed(used, outcomes[s], S, eval_seconds[s], suite.budget), state.resumed_at, ema is not None)
+            for s in range(S)]
 
 
 def _consumed(used: Consumed, outcome: Outcome, size: int, eval_seconds: float, budget: Any) -> dict[str, Any]:
@@ -294,36 +288,33 @@ def _consumed(used: Consumed, outcome: Outcome, size: int, eval_seconds: float, 
     return {**c.as_dict(), **extra}
 
 
-def _output(variant: Variant, dataset: Any, reference: Any, suite: Suite, metrics: list[Metric], device: torch.device,
-            outcome: Outcome, evaluations: list[dict[str, Any]], kept: list[np.ndarray], nets: Nets,
-            consumed: dict[str, Any], resumed_at: list[int], has_ema: bool
-            ) -> tuple[dict[str, Any], np.ndarray | None]:
-    """What one trial measured (the fields of its record that :func:`result_of` takes as ``trained``)
-    and the final evaluation's first samples."""
+def _output(untrained: TrialResult, variant: Variant, dataset: Any, reference: Any, suite: Suite,
+            metrics: list[Metric], device: torch.device, outcome: Outcome, evaluations: list[dict[str, Any]],
+            kept: list[np.ndarray], nets: Nets, consumed: dict[str, Any], resumed_at: list[int],
+            has_ema: bool) -> TrialOutput:
+    """One trial's record with what it measured (its :func:`result_of` record completed), and the final
+    evaluation's first samples beside it."""
     status = "diverged" if outcome.diverged_at is not None else "ok"
-    why: dict[str, str] = {}
+    error = None
     if status == "ok" and "samples" in evaluations[-1].get("metric_errors", {}):
         # finite losses, but G outputs NaN/inf: nothing to score, so G diverged (at its first such evaluation)
         first = next(e for e in evaluations if "samples" in e.get("metric_errors", {}))
         status, outcome.diverged_at = "diverged", first["g_step"]
-        why = {"error": f"generator output not finite at G step {first['g_step']} (its losses were finite)"}
-    return {
-        **why,
-        "status": status,
-        "diverged_at": outcome.diverged_at,
-        "metrics": evaluations[-1]["metrics"] if status == "ok" else {},
-        "metric_errors": evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
-        "evaluations": evaluations,
-        "generator": "ema" if has_ema else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
-        "target": _target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
-        "consumed": consumed,
-        "loss_curve": outcome.loss_curve,
-        "resumed_at": list(resumed_at),  # G steps this trial continued from a checkpoint (killed runs)
-        "variant_config": variant.describe(),
-        "metric_protocol": {m.name: m.protocol() for m in metrics},
-        "data_kind": reference.kind,
-        "data_provenance": getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}),
-    }, (kept[0] if status == "ok" and kept else None)
+        error = f"generator output not finite at G step {first['g_step']} (its losses were finite)"
+    result = dataclasses.replace(
+        untrained, status=status, error=error, diverged_at=outcome.diverged_at,
+        metrics=evaluations[-1]["metrics"] if status == "ok" else {},
+        metric_errors=evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
+        evaluations=evaluations,
+        generator="ema" if has_ema else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
+        target=_target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
+        consumed=consumed, loss_curve=outcome.loss_curve,
+        resumed_at=list(resumed_at),  # G steps this trial continued from a checkpoint (killed runs)
+        variant_config=variant.describe(),
+        protocol={**untrained.protocol, "metrics": {m.name: m.protocol() for m in metrics}},
+        data_kind=reference.kind,
+        data_provenance=getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}))
+    return TrialOutput(result, kept[0] if status == "ok" and kept else None)
 
 
 def ema_copy(generator: Stack) -> Stack:
