@@ -61,7 +61,7 @@ import click
 import numpy as np
 from scipy import stats
 
-from gbench.analysis.layer import group_by_label, ok_values
+from gbench.analysis.layer import group_by_label, ok_values, setting_differences
 from gbench.analysis.text import fit_table
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, base_key, bounds, direction
@@ -159,37 +159,26 @@ def fingerprint(manifest: Mapping[str, Any], results: list[dict[str, Any]]) -> d
     }
 
 
-def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(k), b.get(k), f"{path}.{k}")
-            if found:
-                return found
-        return None
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            found = _first_difference(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if a == b else (path, a, b)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _present(value: Any) -> Any:
+    """``value`` without its ``None`` entries (a field recorded as null and one not recorded are alike)."""
+    if isinstance(value, Mapping):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def check_protocol(base: Mapping[str, Any], run: Mapping[str, Any], run_dir: Path, where: str) -> None:
-    """Raise :class:`GbenchError` naming the first field in which ``run`` differs from ``base``."""
-    for field in list(run) + [f for f in base if f not in run]:  # fingerprint()'s order: suite hash last
-        if field == "metric_protocols" and (base.get(field) is None or run.get(field) is None):
-            continue  # no ok trial on one side: nothing was scored, the trial checks say so
-        found = _first_difference(base.get(field), run.get(field), field)
-        if found:
-            path, a, b = found
-            raise GbenchError(f"{run_dir}: protocol differs from baseline {where} in {path}: baseline {_short(a)}, "
-                              f"run {_short(b)} (record a new baseline with `gbench baseline`)")
+    """Raise :class:`GbenchError` naming the first field in which ``run`` differs from ``base``, found by the
+    analysis layer's :func:`~gbench.analysis.layer.setting_differences` (dotted keys; lists compared whole)."""
+    fields = [f for f in list(run) + [f for f in base if f not in run]  # fingerprint()'s order: suite hash last
+              if not (f == "metric_protocols" and (base.get(f) is None or run.get(f) is None))]
+    # (no ok trial on one side: nothing was scored, the trial checks say so)
+    sides = {side: [{"fp": _present({f: fp.get(f) for f in fields})}] for side, fp in (("run", run), ("baseline", base))}
+    differs = setting_differences(sides, ("fp",))
+    if differs:
+        key, shown = next(iter(differs.items()))
+        a, b = (v if len(v) <= 60 else v[:57] + "..." for v in (shown["baseline"], shown["run"]))
+        raise GbenchError(f"{run_dir}: protocol differs from baseline {where} in {key[len('fp.'):]}: baseline {a}, "
+                          f"run {b} (record a new baseline with `gbench baseline`)")
 
 
 # -- baseline -----------------------------------------------------------------------------------------
