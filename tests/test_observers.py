@@ -3,6 +3,7 @@ TensorBoard observer (skipped where tensorboard is not installed)."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 from pathlib import Path
@@ -266,3 +267,26 @@ def test_tensorboard_observer_writes_an_image_grid(tmp_path):
     assert events.Tags()["scalars"] == ["metrics/fid"]  # a NaN is left out
     (image,) = events.Images("samples")
     assert (image.width, image.height) == (8 * 8 + 9 * 2, 8 * 8 + 9 * 2)  # 8 x 8 grid of the first 64, padding 2
+
+
+def test_resume_removes_the_evolution_samples_a_failed_attempt_left(tmp_path):
+    """A failed trial's samples/<trial>/step<N>.npy stay (its --resume may continue from a checkpoint);
+    once its rerun finishes, files of steps it did not evaluate are removed; other trials' are untouched."""
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TB_SUITE)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", str(suite), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    folder = out / "samples" / "sgan-seed1"
+    assert sorted(p.name for p in folder.glob("*.npy")) == ["step120.npy", "step60.npy"]
+    result = out / "trials" / "sgan-seed1.json"
+    data = json.loads(result.read_text())
+    result.write_text(json.dumps({**data, "status": "failed", "error": "RuntimeError: injected"}))
+    stale = np.zeros((3, 2))
+    np.save(folder / "step90.npy", stale)  # as an attempt evaluating at other steps would have left
+    np.save(out / "samples" / "sgan-seed0" / "step90.npy", stale)
+    r = CliRunner().invoke(cli, ["run", str(suite), "--out", str(out), "--quiet", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(result.read_text())["status"] == "ok"
+    assert sorted(p.name for p in folder.glob("*.npy")) == ["step120.npy", "step60.npy"]
+    assert (out / "samples" / "sgan-seed0" / "step90.npy").is_file()  # not rerun: not touched

@@ -28,7 +28,7 @@ from gbench.run.loop import Precision
 from gbench.run.record import TrialOutput, TrialResult, stamped
 from gbench.run.trial import Runtime, Trial, build_dataset, build_reference, build_variant, metric_options, metrics_for, \
     trials_of
-from gbench.run.executors import Executor, LocalExecutor
+from gbench.run.executors import Executor, LocalExecutor, ProcessExecutor, groups, run_groups
 from gbench.run.progress import budget_text, progress_for
 from gbench.observers import observed_run
 
@@ -174,19 +174,21 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
         write_json(trial_path(out, trial.id), data)
         if output.result.status in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
             checkpoint_path(out, trial.id).unlink(missing_ok=True)
+            prune_evolution(out, trial.id, {e["g_step"] for e in data.get("evaluations") or ()})
         shown.finished(trial.id, data)
 
     try:
         with observed_run(out):  # every evaluation's samples (and TensorBoard), in whichever process trains
-            if runtime.batch:  # the seeds of each variant configuration as one batched group, in this process
-                from gbench.run.executors import run_groups
-
-                todo = run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None),
-                                  lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume},
-                                  isinstance(executor, LocalExecutor),
-                                  (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr)))
-            executor.map_trials(todo, runtime, on_result, on_progress,
-                                lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume})
+            options = lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume}  # noqa: E731
+            say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+            batched: list = []
+            if runtime.batch and isinstance(executor, ProcessExecutor):  # each group in a worker: groups share the pool
+                batched, todo = groups(todo, runtime, True, say)
+            elif runtime.batch:  # the seeds of each variant configuration as one batched group, in this process
+                todo = run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None), options,
+                                  isinstance(executor, LocalExecutor), say)
+            executor.map_trials(todo, runtime, on_result, on_progress, options,
+                                **({"groups": batched} if batched else {}))
     finally:
         shown.close()
     return load_results(out)[1]
@@ -215,6 +217,17 @@ def _finished(path: Path, trial: Trial) -> bool:
 
 
 SAMPLES = "samples"
+
+
+def prune_evolution(out: Path, trial_id: str, evaluated: set[int]) -> None:
+    """Remove ``out/samples/<trial_id>/step<N>.npy`` files of steps the finished trial did not evaluate:
+    left by an earlier attempt that failed (a failed trial keeps them: a ``--resume`` continuing from its
+    checkpoint does not redo the evaluations before it, and rewrites those after it)."""
+    from gbench.datasets.samples import evolution_files
+
+    for step, path in evolution_files(out, trial_id).items():
+        if step not in evaluated:
+            path.unlink(missing_ok=True)
 
 
 def write_samples(out: Path, trial_id: str, samples: Any) -> str:
