@@ -91,6 +91,40 @@ def test_process_executor_runs_elsewhere_with_the_same_numbers(tiny: Path, tmp_p
         assert r["runtime"]["executor"] == "process" and r["provenance"]["torch_threads"] == 1
 
 
+def test_process_executor_trains_each_batched_group_in_one_worker_with_the_local_numbers(
+        tiny: Path, tmp_path: Path):
+    """Batched (the default): each variant's seeds train as one group in one spawned worker, the groups
+    share the pool, and the numbers are those of the same groups trained in this process (same kernels,
+    same thread count)."""
+    suite = load_suite(str(tiny))
+    local = {r["trial_id"]: r for r in run_suite(suite, tmp_path / "local", Runtime(), quiet=True,
+                                                 executor=LocalExecutor(threads=1))}
+    out = tmp_path / "process"
+    result = invoke("run", str(tiny), "--out", str(out), "--executor", "process", "--jobs", "2", "--threads", "1",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    results = load_results(out)[1]
+    same_numbers(results, local)
+    pids = {label: {r["provenance"]["pid"] for r in results if r["label"] == label} for label in ("sgan", "deligan")}
+    assert all(len(p) == 1 for p in pids.values()), pids  # a group's seeds share their worker
+    assert pids["sgan"] != pids["deligan"] and os.getpid() not in pids["sgan"] | pids["deligan"]
+    assert {r["runtime"]["executor"] for r in results} == {"process"}
+
+
+def test_a_dead_group_worker_fails_each_of_its_trials(tiny: Path):
+    trials = trials_of(load_suite(str(tiny)))
+    sgan = [t for t in trials if t.variant.label == "sgan"]
+    rest = [t for t in trials if t.variant.label != "sgan"]
+    got: list[tuple[str, TrialResult]] = []
+    ProcessExecutor(jobs=2, threads=1).map_trials(
+        rest, Runtime(), lambda t, output: got.append((t.id, output.result)),
+        options=lambda t: {"resume": _DieWhenUnpickled()} if t.variant.label == "sgan" else {},
+        groups=[(sgan, "vmap")])
+    status = {tid: r.status for tid, r in got}
+    assert status == {"sgan-seed0": "failed", "sgan-seed1": "failed", "deligan-seed0": "ok", "deligan-seed1": "ok"}
+    assert all("the worker died (exit code 1)" in r.error for tid, r in got if tid.startswith("sgan"))
+
+
 def test_ray_executor_same_numbers(tiny: Path, tmp_path: Path, local_results: dict[str, dict]):
     ray = pytest.importorskip("ray")
     # "local": a fresh instance even where a `ray start` cluster is running (CI starts one later)

@@ -15,10 +15,11 @@ metrics and loss curves. Defaults: torch's own setting for ``local``, ``usable C
 
 Isolation: whatever a variant raises, ``BaseException`` included (``sys.exit()``, a stray
 ``KeyboardInterrupt``), is that trial's failure, recorded with its message, and the other trials go on;
-only a real interrupt of this process (Ctrl-C, SIGINT) stops the run. With ``process``, each trial
-runs in its own worker process (spawned, one at a time per slot): a worker that dies (``os._exit``, a
-segfault, the OOM killer) fails its trial alone, and every worker dies with the parent (Linux
-parent-death signal, and a watchdog that polls the parent's pid elsewhere).
+only a real interrupt of this process (Ctrl-C, SIGINT) stops the run. With ``process``, each trial,
+or each batched group of a variant's seeds, runs in its own worker process (spawned, one at a time per
+slot, so the groups share the pool): a worker that dies (``os._exit``, a segfault, the OOM killer)
+fails its own trials alone, and every worker dies with the parent (Linux parent-death signal, and a
+watchdog that polls the parent's pid elsewhere).
 
 Workers of the ``process`` and ``ray`` executors are fresh interpreters: they load plugins the way any
 gbench process does (built-ins and the ``gbench`` entry-point group), so a variant registered only in
@@ -315,9 +316,11 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="gbench-parent-watchdog", daemon=True).start()
 
 
-def _worker(conn: Any, parent: int, trial: Trial, runtime: Runtime, threads: int, jobs: int,
-            options: Mapping[str, Any] | None) -> None:
-    """One trial in a spawned worker: progress and then the result go back through ``conn``."""
+def _worker(conn: Any, parent: int, trials: list[Trial], mode: str | None, runtime: Runtime, threads: int,
+            jobs: int, options: Mapping[str, Any] | None) -> None:
+    """One unit in a spawned worker: a trial (``mode`` None) or a batched group of trials trained
+    together (``mode`` "vmap"/"loop", :func:`gbench.run.trial.run_group`). Progress and then each
+    trial's output (with its index in ``trials``) go back through ``conn``."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     torch.set_num_threads(threads)
@@ -332,19 +335,26 @@ def _worker(conn: Any, parent: int, trial: Trial, runtime: Runtime, threads: int
 
     conn.send(("progress", 0))
     try:
-        output = run_one(trial, runtime, threads=threads, executor="process", jobs=jobs, progress=progress,
-                         options=options)
-    except BaseException as exc:  # noqa: BLE001 - even run_one's own failure is this trial's
-        output = TrialOutput(failed_result(trial, runtime, f"process executor: {type(exc).__name__}: {exc}",
-                                           "process"))
-    conn.send(("result", output))
+        if mode is None:
+            outputs = [run_one(trials[0], runtime, threads=threads, executor="process", jobs=jobs,
+                               progress=progress, options=options)]
+        else:
+            how = {"executor": "process", "jobs": jobs, "threads": threads}
+            facts = worker_facts(runtime.device, torch.get_num_threads())
+            outputs = [TrialOutput(dataclasses.replace(o.result, runtime={**o.result.runtime, **how}), o.samples, facts)
+                       for o in run_group(trials, runtime, progress, mode=mode, **dict(options or {}))]
+    except BaseException as exc:  # noqa: BLE001 - even run_one's own failure is this unit's
+        outputs = [TrialOutput(failed_result(t, runtime, f"process executor: {type(exc).__name__}: {exc}", "process"))
+                   for t in trials]
+    for index, output in enumerate(outputs):
+        conn.send(("result", (index, output)))
     conn.close()
 
 
 class ProcessExecutor:
     """Up to ``jobs`` trials at once, each in its own worker process of this machine (started with
     "spawn": no forked torch state). ``jobs`` defaults to the usable CPUs, ``threads`` to CPUs // jobs.
-    A worker that dies fails its own trial only; workers die with this process."""
+    A worker that dies fails its own trial (or group) only; workers die with this process."""
 
     name = "process"
 
@@ -357,53 +367,72 @@ class ProcessExecutor:
         return {"executor": self.name, "jobs": self.jobs, "threads": self.threads}
 
     def map_trials(self, trials: Sequence[Trial], runtime: Runtime, on_result: OnResult,
-                   on_progress: OnProgress | None = None, options: RunOptions | None = None) -> None:
+                   on_progress: OnProgress | None = None, options: RunOptions | None = None,
+                   groups: Sequence[tuple[list[Trial], str]] = ()) -> None:
+        """As :meth:`Executor.map_trials`; each of ``groups`` (trials, mode) trains in one worker as one
+        batched group (``options`` of its first trial: the group's checkpoint), so groups share the pool."""
         import multiprocessing
         from multiprocessing.connection import wait
 
         ctx = multiprocessing.get_context("spawn")
-        todo = list(trials)
-        running: dict[Any, tuple[Any, Trial]] = {}  # the parent's end of a worker's pipe -> (process, trial)
+        todo: list[tuple[list[Trial], str | None]] = [(list(g), mode) for g, mode in groups] + [([t], None) for t in trials]
+        running: dict[Any, tuple[Any, list[Trial], set[int]]] = {}  # a worker's pipe -> (process, trials, reported)
         try:
             while todo or running:
                 while todo and len(running) < self.jobs:
-                    trial = todo.pop(0)
+                    unit, mode = todo.pop(0)
                     receiver, sender = ctx.Pipe(duplex=False)
-                    process = ctx.Process(target=_worker, name=f"gbench-{trial.id}", daemon=True, args=(
-                        sender, os.getpid(), trial, runtime, self.threads, self.jobs, _portable(options, trial)))
+                    process = ctx.Process(target=_worker, name=f"gbench-{unit[0].id}", daemon=True, args=(
+                        sender, os.getpid(), unit, mode, runtime, self.threads, self.jobs,
+                        _portable(options, unit[0])))
                     process.start()
                     sender.close()
-                    running[receiver] = (process, trial)
+                    running[receiver] = (process, unit, set())
                 for receiver in wait(list(running)):
-                    process, trial = running[receiver]
+                    process, unit, reported = running[receiver]
                     try:
                         kind, payload = receiver.recv()
-                    except (EOFError, OSError):  # the worker died without a result
+                    except (EOFError, OSError):  # the worker died without (all) its results
                         process.join()
                         code = process.exitcode
                         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                        kind, payload = "result", TrialOutput(failed_result(
-                            trial, runtime, f"process executor: the worker died ({why}) before its result", self.name))
+                        self._lost(receiver, running, runtime, on_result,
+                                   f"process executor: the worker died ({why}) before its result")
+                        continue
                     except Exception as exc:  # a result that does not unpickle
-                        kind, payload = "result", TrialOutput(failed_result(
-                            trial, runtime, f"process executor: unreadable result: {type(exc).__name__}: {exc}",
-                            self.name))
+                        self._lost(receiver, running, runtime, on_result,
+                                   f"process executor: unreadable result: {type(exc).__name__}: {exc}")
+                        continue
                     if kind == "progress":
                         if on_progress:
-                            on_progress(trial, payload)
+                            for trial in unit:
+                                on_progress(trial, payload)
                         continue
-                    del running[receiver]
-                    receiver.close()
-                    process.join(timeout=5)
-                    on_result(trial, payload)
+                    index, output = payload
+                    reported.add(index)
+                    if len(reported) == len(unit):
+                        del running[receiver]
+                        receiver.close()
+                        process.join(timeout=5)
+                    on_result(unit[index], output)
         finally:
-            for receiver, (process, _) in running.items():  # interrupted, or a callback failed
+            for receiver, (process, _, _) in running.items():  # interrupted, or a callback failed
                 if process.is_alive():
                     process.terminate()
                 process.join(timeout=5)
                 if process.is_alive():
                     process.kill()
                 receiver.close()
+
+    def _lost(self, receiver: Any, running: dict[Any, tuple[Any, list[Trial], set[int]]], runtime: Runtime,
+              on_result: OnResult, why: str) -> None:
+        """A worker that cannot report any more: each of its trials without a result fails with ``why``."""
+        process, unit, reported = running.pop(receiver)
+        receiver.close()
+        process.join(timeout=5)
+        for index, trial in enumerate(unit):
+            if index not in reported:
+                on_result(trial, TrialOutput(failed_result(trial, runtime, why, self.name)))
 
 
 # -- Ray --------------------------------------------------------------------------------------------
