@@ -17,8 +17,10 @@ time from the finished trials of its variant (wall time per G step), else the ru
 variant (rate, start-up, pauses, tail), else all finished trials, else all running ones. The running
 trials' times left and then the waiting trials fill ``_parallel`` slots (the most trials seen running at
 once) in order, a trial starting on the first slot to free; the ETA is when the last slot frees. Under
-a ``device_seconds`` budget a trial ends at that much training time: its time left is the budget less
-the time since its first report, plus the tail. The tests hold it within x1.5 of the truth after 10 % of
+a ``device_seconds`` budget a trial ends at that much training time: its time left is the budget, in
+the wall seconds finished trials (of its variant first) took to spend it, else the budget itself, less
+its training time so far, plus the tail (on a CPU device time is process time, so a batched group of S
+seeds takes ~S x the budget in wall time: only a finished trial tells). The tests hold it within x1.5 of the truth after 10 % of
 a run on a fake clock (start-up, evaluation pauses and a slower final evaluation, one or several trials
 at a time, and a last variant three times slower); a variant slower than those seen so far cannot be
 foreseen before one of its trials reports. With ``resuming`` (``--resume``), a trial counts from its
@@ -168,8 +170,8 @@ class Progress:
         run = self._running.pop(trial_id, None)
         total = self.totals.get(trial_id, 0)
         self._finished.add(trial_id)
-        self._done_steps += total - ((run.origin or 0) if run else 0)
         consumed = (result.get("consumed") or {}).get("g_steps")
+        self._done_steps += (total if consumed is None else consumed) - ((run.origin or 0) if run else 0)
         wall = now - run.started if run else None
         if run is not None and wall and total and result.get("status") == "ok":
             self._ended.append(_Ended(run, now))
@@ -252,12 +254,23 @@ class Progress:
                 return self._pause(runs)
         return 0.0
 
+    def _budget_wall(self, tid: str) -> float:
+        """The wall seconds a ``device_seconds`` budget took finished trials (training start to last report)
+        of its variant, else of all; else the budget itself (device time is process time on a CPU: threads
+        and other load make it differ from wall time, which only a finished trial tells)."""
+        for pick in (self.groups.get(tid, ""), None):
+            walls = [e.run.last - e.run.training_since() for e in self._ended  # type: ignore[operator]
+                     if e.run.first and pick in (None, e.run.group) and self.seconds.get(e.run.tid)]
+            if walls:
+                return sum(walls) / len(walls)
+        return self.seconds[tid]
+
     def _left_by_own_rate(self, r: _Running, now: float) -> float | None:
         """A running trial's time left from its own rate and evaluation pauses (theirs, else everyone's)."""
         v = r.rate()
         if self.seconds.get(r.tid):
             since = r.training_since()
-            return None if since is None else max(0.0, self.seconds[r.tid] - (now - since)) + self._tail(r.tid)
+            return None if since is None else max(0.0, self._budget_wall(r.tid) - (now - since)) + self._tail(r.tid)
         if not v:
             return None
         pause = self._pause([r]) if r.with_evals else self._pause(self._runs())
