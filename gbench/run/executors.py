@@ -277,6 +277,7 @@ def run_groups(trials: Sequence[Trial], runtime: Runtime, on_result: OnResult, o
                     if on_progress is not None:
                         on_progress(t, step)
 
+            progress(0)  # the group starts: the ETA times its start-up from here
             extra = dict(options(group[0])) if options else {}
             for t, output in zip(group, run_group(group, runtime, progress, mode=mode, **extra)):
                 result = dataclasses.replace(output.result, runtime={**output.result.runtime, "executor": "batched",

@@ -201,7 +201,7 @@ class Progress:
         return self.made() / (now - self._t0)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left (see the module doc; None before the first G step): each running trial's own
+        """Seconds left (see the module doc; None until a trial's rate is measured): each running trial's own
         remaining time, each waiting trial's expected duration, placed on ``_parallel`` slots in order."""
         now = self.clock() if now is None else now
         left: list[float] = []
@@ -211,21 +211,17 @@ class Progress:
                 whole = self._expected(tid)
                 own = None if whole is None else max(0.0, whole - (now - r.started))
             if own is None:
-                return self._eta_from_throughput(now)
+                return None
             left.append(own)
         waiting = [tid for tid in self.totals if tid not in self._running and tid not in self._finished]
         slots = sorted(left + [0.0] * max(0, self._parallel - len(left)))
         for tid in waiting:
             whole = self._expected(tid)
             if whole is None:
-                return self._eta_from_throughput(now)
+                return None
             slots[0] += whole  # the next trial starts on the first slot to free
             slots.sort()
         return max(slots) if slots else 0.0
-
-    def _eta_from_throughput(self, now: float) -> float | None:
-        speed = self.throughput(now)
-        return None if not speed else self.remaining() / speed
 
     def _runs(self, group: str | None = None) -> list[_Running]:
         """Running and finished trials (of ``group``, if given) that have a measured training rate."""
