@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -437,41 +437,33 @@ def delta_figure(manifest: dict[str, Any], results: list[dict[str, Any]]) -> Fig
 
 def run_plots(run_dir: str | Path, manifest: dict[str, Any], results: list[dict[str, Any]]) -> list[Plot]:
     """Every plot that applies to the run, with a heading and a caption each."""
-    plots: list[Plot] = []
-    fig = toy_samples_figure(run_dir, manifest, results)
-    if fig is not None:
-        plots.append(Plot("toy-samples", "Samples over the data density", (
-            "Red: the first samples of each trial's final evaluation (the common evaluation noise); blue: the "
-            "exact log-density of the data law the metrics score against. One panel per variant and seed."), fig))
-    fig = image_grid_figure(run_dir, manifest, results)
-    if fig is not None:
-        plots.append(Plot("image-samples", "Image samples", (
-            "The first 64 images of each trial's final evaluation (the common evaluation noise), "
-            "one 8 x 8 grid per variant and seed."), fig))
-    fig = metric_curves_figure(manifest, results)
-    if fig is not None:
-        plots.append(Plot("metrics-vs-budget", "Metrics against budget consumed", (
-            "Each metric at every evaluation point against the G steps consumed: a row per metric (its unit and "
-            "direction on the axis, shared along the row), a column per variant, a thin line per seed and the "
-            "mean over seeds (thick)."), fig))
     from gbench.analysis.dynamics import evolution_figure, loss_curves_figure
 
-    fig = evolution_figure(run_dir, manifest, results)
-    if fig is not None:
-        plots.append(Plot("sample-evolution", "Sample evolution", (
+    figures: list[tuple[str, str, str, Callable[[], Any]]] = [
+        ("toy-samples", "Samples over the data density", (
+            "Red: the first samples of each trial's final evaluation (the common evaluation noise); blue: the "
+            "exact log-density of the data law the metrics score against. One panel per variant and seed."),
+         lambda: toy_samples_figure(run_dir, manifest, results)),
+        ("image-samples", "Image samples", (
+            "The first 64 images of each trial's final evaluation (the common evaluation noise), "
+            "one 8 x 8 grid per variant and seed."), lambda: image_grid_figure(run_dir, manifest, results)),
+        ("metrics-vs-budget", "Metrics against budget consumed", (
+            "Each metric at every evaluation point against the G steps consumed: a row per metric (its unit and "
+            "direction on the axis, shared along the row), a column per variant, a thin line per seed and the "
+            "mean over seeds (thick)."), lambda: metric_curves_figure(manifest, results)),
+        ("sample-evolution", "Sample evolution", (
             "Each variant's kept samples at every evaluation point (its first seed; the common evaluation "
             "noise), beside real data; each panel is titled with that evaluation's metrics. Toys: red samples, "
             "black crosses the data's modes with 3-sigma circles, orange triangles samples outside the window."),
-            fig))
-    fig = loss_curves_figure(manifest, results)
-    if fig is not None:
-        plots.append(Plot("loss-curves", "Loss curves", (
+         lambda: evolution_figure(run_dir, manifest, results)),
+        ("loss-curves", "Loss curves", (
             "Mean D and G losses of each logging window ([eval] log_every G steps), one thin line per seed, "
-            "a panel per variant. Each variant has its own objective: compare shapes, not levels."), fig))
-    fig = delta_figure(manifest, results)
-    if fig is not None:
-        plots.append(Plot("delta-target", "δ-controlled GAN: achieved against target", (
+            "a panel per variant. Each variant has its own objective: compare shapes, not levels."),
+         lambda: loss_curves_figure(manifest, results)),
+        ("delta-target", "δ-controlled GAN: achieved against target", (
             "Per target δ: the achieved JSD(p, p_g) (red, 95% interval over seeds, or the estimator's own "
             "interval for one seed; hollow: each seed), the training stream's JSD(p, p_δ) (blue) and, on "
-            "images, JSD(p_δ, p_g) (green). A point below the dashed line y = x is within target."), fig))
-    return plots
+            "images, JSD(p_δ, p_g) (green). A point below the dashed line y = x is within target."),
+         lambda: delta_figure(manifest, results)),
+    ]
+    return [Plot(name, title, caption, fig) for name, title, caption, make in figures if (fig := make()) is not None]
