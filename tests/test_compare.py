@@ -133,6 +133,24 @@ def test_noise_level_differences_tie_and_lower_is_better_ranks_low_first(tmp_pat
     assert ranks == {"a": (1, True), "b": (1, True), "c": (3, False)}
 
 
+def test_intervals_stay_in_the_metric_range_and_the_forest_leads_with_the_best_mean(tmp_path: Path):
+    """Wide seed spreads near the range's ends: the mean's interval is clipped to [0, 1] bits and a
+    difference's to [-1, 1]; with every rank tied, the forest plot's reference is the best mean, not
+    the first label alphabetically."""
+    from gbench.analysis.dynamics import forest_figure
+
+    run = toy_run(tmp_path / "r", {"a-wide": [0.02, 0.9, 0.05], "z-best": [0.01, 0.02, 0.03]}, key="jsd_bits")
+    c = compare_runs([run])
+    m = metric(c, "jsd_bits")
+    for s in m.summaries.values():
+        assert 0.0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 1.0
+    p = pair(m, "a-wide", "z-best")
+    unclipped = compare_values(dict(enumerate([0.02, 0.9, 0.05])), dict(enumerate([0.01, 0.02, 0.03])))
+    assert unclipped["ci_high"] > 1.0 and p.ci_high == 1.0 and p.ci_low == pytest.approx(unclipped["ci_low"])
+    fig = forest_figure(c, "jsd_bits")
+    assert "(z-best)" in fig.axes[0].get_title()
+
+
 def test_holm_on_known_p_values():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.02, None, 0.04]) == [pytest.approx(0.04), None, pytest.approx(0.04)]

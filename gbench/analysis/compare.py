@@ -65,7 +65,8 @@ import click
 
 from gbench.errors import GbenchError
 from gbench.metrics import DIRECTIONS, LOCAL_PROTOCOL_FIELDS, direction
-from gbench.analysis.layer import difference, flatten, group_by_label, ok_values, setting_differences, toy_rates, wilson
+from gbench.analysis.layer import (difference, flatten, group_by_label, metric_bounds, ok_values, setting_differences,
+                                   toy_rates, wilson)
 from gbench.analysis.report import FORMATS, METRIC_COLUMNS, mean_ci
 from gbench.analysis.text import fit_table, latex_table, wrap_note
 from gbench.run.results import load_results
@@ -362,7 +363,12 @@ def compare_metric(groups: list[Group], key: str, alpha: float = 0.05) -> Metric
     for pair, adjusted in zip(pairs, holm([p.p for p in pairs])):
         pair.p_holm = adjusted
         pair.significant = None if adjusted is None else adjusted <= alpha
-    summaries = {name: {**mean_ci(v.values()), "rank": None, "tied": False} for name, v in values.items()}
+    span = metric_bounds(key, [r for g in groups for r in g.results if r.get("status") == "ok"])
+    width = span[1] - span[0]  # a difference of two values in the range lies within +- its width
+    for pair in pairs:
+        if pair.ci_low is not None and math.isfinite(width):
+            pair.ci_low, pair.ci_high = max(-width, pair.ci_low), min(width, pair.ci_high)
+    summaries = {name: {**mean_ci(v.values(), bounds=span), "rank": None, "tied": False} for name, v in values.items()}
     sign = direction(key)
     if sign is not None:
         significant = {frozenset((p.a, p.b)): p.significant for p in pairs}

@@ -172,12 +172,14 @@ def forest_figure(comparison: Any, key: str) -> Figure | None:
     metric = next((m for m in comparison.metrics if m.key == key), None)
     if metric is None or metric.direction is None:
         return None
-    ranked = sorted((s["rank"], name) for name, s in metric.summaries.items() if s["rank"] is not None)
+    # the best: first rank, and within it the best mean (ties in rank are common with few seeds)
+    ranked = sorted((s["rank"], -metric.direction * s["mean"], name) for name, s in metric.summaries.items()
+                    if s["rank"] is not None and s["mean"] is not None)
     if len(ranked) < 2:
         return None
-    best = ranked[0][1]
+    best = ranked[0][2]
     rows = []
-    for _, name in ranked[1:]:
+    for _, _, name in ranked[1:]:
         pair = next(p for p in metric.pairs if {p.a, p.b} == {name, best})
         sign = 1 if pair.a == name else -1  # other - best
         low, high = (None, None) if pair.ci_low is None else sorted((sign * pair.ci_low, sign * pair.ci_high))
@@ -197,6 +199,6 @@ def forest_figure(comparison: Any, key: str) -> Figure | None:
     ax.set_xlabel(f"{key}: group − {best} (95% CI; {worse})", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(_plain(f"Difference from the best variant ({best}) on {key}; filled: significant after Holm"),
+    ax.set_title(_plain(f"Difference from the best variant ({best}) on {key}\nfilled: significant after Holm"),
                  fontsize=9)
     return fig

@@ -245,7 +245,11 @@ def overview(run_dir: Path, manifest: dict[str, Any], results: list[dict[str, An
         return f'<p class="note">Not ranked: {_e(exc)}</p>', []
     m = c.metrics[0]
     rates = {s.group: s for s in c.success_rates}
-    order = sorted(c.groups, key=lambda g: (m.summaries[g.name]["rank"] is None, m.summaries[g.name]["rank"] or 0))
+    def place(g: Any) -> tuple:  # by rank, and within a rank by the mean (best first)
+        s = m.summaries[g.name]
+        return s["rank"] is None, s["rank"] or 0, -(m.direction or 0) * (s["mean"] if s["mean"] is not None else 0.0)
+
+    order = sorted(c.groups, key=place)
     rows = []
     for g in order:
         s = m.summaries[g.name]
