@@ -367,7 +367,7 @@ def test_terminal_status_line_is_redrawn_in_place_and_fits_the_width():
     assert len(status) >= 10  # redrawn in place, at most every 0.5 s of the (fake) clock
     assert all(len(f) <= 59 and "\n" not in f for f in status)  # one line, within the terminal
     assert "370 steps/s" in status[-1]  # the diverged trial counts the 700 G steps it consumed
-    assert "DIVERGED 1/4 variant-with-a-long-name-seed0 at G step 700: 700 G steps in 10.0s" in text
+    assert "DIVERGED 1/4 variant-with-a-long-name-seed0 at G step 700: 700 G steps in 10.0s" in text.replace("\n  ", " ")  # wrapped
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -428,3 +428,24 @@ def test_run_header_wraps_to_80_columns_and_keeps_the_path_whole():
     assert len(flat) > 80 and len(lines) >= 2 and all(len(line) <= 79 for line in lines)
     assert lines[0].startswith("gbench: suite") and all(line.startswith("  ") for line in lines[1:])
     assert " ".join(line.strip() for line in lines) == flat and any(line.strip().endswith(out) for line in lines)
+
+
+def test_a_finished_trial_line_wraps_to_80_columns():
+    import io
+
+    from gbench.run.progress import Progress
+
+    tid = "alpha-gan_NS_aD=0.5_aG=1.2-seed0"
+    stream = io.StringIO()
+    clock = iter([0.0, 1.0, 180.0, 180.0])
+    p = Progress("ring", {tid: 3000}, "runs/ring", stream=stream, clock=lambda: next(clock), tty=False, width=80)
+    p.step(tid, 0)
+    p.step(tid, 3000)
+    p.finished(tid, {"status": "ok", "consumed": {"g_steps": 3000},
+                     "metrics": {"jsd_bits": 0.163, "hq_percent": 94.0, "modes": 8.0, "modes_total": 8}})
+    lines = [line for line in stream.getvalue().rstrip("\n").split("\n") if not line.startswith(tid + " ")]
+    done = [i for i, line in enumerate(lines) if line.startswith("done 1/1")]
+    assert done, stream.getvalue()
+    block = lines[done[0]:]
+    assert len(block) >= 2 and all(len(line) <= 79 for line in block), block
+    assert block[0].startswith(f"done 1/1 {tid}:") and all(line.startswith("  ") for line in block[1:])

@@ -135,9 +135,14 @@ class Progress:
 
         text = (f"gbench: suite {self.suite}: {n(len(self.totals), 'trial')} to run ({n(variants, 'variant')} x "
                 f"{n(seeds, 'seed')}{more}), {budget}; results in {self.out}")
+        self._print(self._wrapped(text))
+
+    def _wrapped(self, text: str) -> str:
+        """``text`` wrapped to the terminal's width, continuation lines indented; words (paths, trial
+        ids) are never broken."""
         width = self.width or shutil.get_terminal_size((80, 24)).columns
-        self._print("\n".join(textwrap.wrap(text, max(40, width - 1), subsequent_indent="  ",
-                                             break_on_hyphens=False, break_long_words=False)))
+        return "\n".join(textwrap.wrap(text, max(40, width - 1), subsequent_indent="  ",
+                                       break_on_hyphens=False, break_long_words=False))
 
     def step(self, trial_id: str, g_step: int) -> None:
         now = self.clock()
@@ -176,7 +181,8 @@ class Progress:
         if run is not None and wall and total and result.get("status") == "ok":
             self._ended.append(_Ended(run, now))
         self._clear()
-        self._print(finished_line(trial_id, result, consumed, wall, f"{len(self._finished)}/{len(self.totals)}"))
+        self._print(self._wrapped(finished_line(trial_id, result, consumed, wall,
+                                                f"{len(self._finished)}/{len(self.totals)}")))
         self._draw(now, force=True)
 
     def close(self) -> None:
