@@ -190,3 +190,34 @@ def test_bad_executor_options_are_one_line_errors(tiny: Path, tmp_path: Path, mo
         assert not out.exists()  # refused before anything was written
     with pytest.raises(GbenchError, match="pip install gbench"):
         make_executor("ray")
+
+
+def test_ray_executor_with_tensorboard_writes_each_trials_event_directory(tmp_path: Path):
+    """``--executor ray --tensorboard``: every trial, trained in a Ray worker, writes its own event
+    directory with its losses, metrics and HParams (the workers learn the run directory from the task)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.replace('variants = ["sgan", "deligan"]', 'variants = ["sgan", "rsgan"]'))
+    out = tmp_path / "ray"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        result = invoke("run", str(suite), "--out", str(out), "--executor", "ray", "--threads", "1", "--no-batch",
+                        "--tensorboard", "--quiet")
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    results = load_results(out)[1]
+    assert len(results) == 4 and {r["runtime"]["executor"] for r in results} == {"ray"}
+    assert all(r["provenance"]["pid"] != os.getpid() for r in results)  # trained in Ray workers
+    for r in results:
+        events = EventAccumulator(str(out / "tensorboard" / r["trial_id"]), size_guidance={"tensors": 0})
+        events.Reload()
+        assert {"loss/d_loss", "loss/g_loss", "metrics/jsd_bits"} <= set(events.Tags()["scalars"]), r["trial_id"]
+        assert [e.step for e in events.Scalars("metrics/jsd_bits")] == [15, 30]  # at 50 % and 100 %
+        content = events.PluginTagToContent("hparams")
+        hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+        assert hp["label"].string_value == r["label"] and hp["seed"].number_value == r["seed"]

@@ -517,7 +517,12 @@ class RayExecutor:
             threads = self._threads(ray)
             if runtime.device == "cuda" and not ray.cluster_resources().get("GPU"):
                 raise GbenchError("--device cuda: the Ray cluster has no GPU")
-            task = ray.remote(num_cpus=threads, num_gpus=1 if runtime.device == "cuda" else 0)(run_one)
+            from gbench.observers import RUN_DIR_ENV, TENSORBOARD_ENV
+
+            # the run's observers (samples, TensorBoard) in the workers: Ray's are not this process's children
+            env = {k: os.environ[k] for k in (RUN_DIR_ENV, TENSORBOARD_ENV) if k in os.environ}
+            task = ray.remote(num_cpus=threads, num_gpus=1 if runtime.device == "cuda" else 0,
+                              **({"runtime_env": {"env_vars": env}} if env else {}))(run_one)
             in_flight = self.jobs or len(trials)
             todo = list(trials)
             while todo or refs:
