@@ -33,7 +33,7 @@ from gbench.cli import cli
 from gbench.errors import GbenchError
 from gbench.run.executors import groups, plan
 from gbench.run.loop import Group
-from gbench.run.record import TrialResult
+from gbench.run.record import Batched, TrialResult
 from gbench.run.results import load_results
 from gbench.run.runner import run_suite
 from gbench.run.trial import Runtime, run_group, run_trial, trials_of
@@ -145,13 +145,13 @@ def test_a_group_trial_by_trial_is_bitwise_its_separate_runs(label, optim, playe
     for s, (one, grouped) in enumerate(zip(separate, together)):
         a, b = one.result, grouped.result
         assert a.status == b.status == "ok", b.error
-        assert b.runtime["batched"] == 3 and b.runtime["batched_mode"] == "loop"
+        assert b.runtime.batched == Batched(3, (0, 1, 2), "loop") and a.runtime.batched is None
         assert same(a) == same(b)
         assert one.samples is not None and np.array_equal(one.samples, grouped.samples)
         wa, wb = _weights(players[s], 0), _weights(players[-1], s)
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
-        assert a.consumed["g_steps"] == b.consumed["g_steps"] == 30
-        assert a.consumed.keys() <= b.consumed.keys()
+        assert a.consumed.g_steps == b.consumed.g_steps == 30
+        assert a.consumed.batched_device_seconds is None and b.consumed.batched_device_seconds > 0
 
 
 @pytest.mark.parametrize("label, optim", [(v, {}) for v in ("sgan", "alpha(0.3,1)", "alpha(1,1)", "rasgan", "tgan",
@@ -166,9 +166,9 @@ def test_a_vmapped_group_matches_its_separate_runs_within_the_tolerance(label, o
     for s, (a, b) in enumerate(zip(separate, together)):
         assert a.status == b.status == "ok", b.error
         assert _max_rel(_weights(players[s], 0, False), _weights(players[-1], s, False)) <= WEIGHT_RTOL
-        assert [c["g_step"] for c in a.loss_curve] == [c["g_step"] for c in b.loss_curve]
+        assert [c.g_step for c in a.loss_curve] == [c.g_step for c in b.loss_curve]
         for ca, cb in zip(a.loss_curve, b.loss_curve):
-            assert abs(ca["d_loss"] - cb["d_loss"]) <= LOSS_ATOL and abs(ca["g_loss"] - cb["g_loss"]) <= LOSS_ATOL
+            assert abs(ca.d_loss - cb.d_loss) <= LOSS_ATOL and abs(ca.g_loss - cb.g_loss) <= LOSS_ATOL
         assert b.metrics.keys() == a.metrics.keys()
 
 
@@ -209,12 +209,12 @@ def test_a_diverging_trial_stops_alone_at_its_own_step():
     assert "diverged" in statuses and "ok" in statuses  # the test double does what it should
     for a, b in zip(separate, together):
         assert same(a) == same(b)
-        assert a.consumed["g_steps"] == b.consumed["g_steps"]
-        assert a.consumed["stopped_by"] == b.consumed["stopped_by"]
+        assert a.consumed.g_steps == b.consumed.g_steps
+        assert a.consumed.stopped_by == b.consumed.stopped_by
     vmapped = [o.result for o in run_group(trials, mode="vmap")]
     for a, b in zip(separate, vmapped):  # the others go on past a diverged trial's NaNs
         if a.status == "ok":
-            assert b.status == "ok" and b.consumed["g_steps"] == 40
+            assert b.status == "ok" and b.consumed.g_steps == 40
 
 
 def test_plan_names_what_cannot_be_vmapped_and_what_cannot_be_batched(capsys):
@@ -239,9 +239,9 @@ def test_the_device_seconds_cap_stops_a_group_on_each_trials_share():
     trials = trials_of(suite(["sgan"], budget={"g_steps": 100_000, "max_device_seconds": 0.3}))
     for r in [o.result for o in run_group(trials, mode="vmap")]:
         c = r.consumed
-        assert r.status == "ok" and c["stopped_by"] == "max_device_seconds" and c["g_steps"] < 100_000
-        assert c["device_seconds"] == pytest.approx(c["batched_device_seconds"] / 3)
-        assert r.evaluations[-1]["g_step"] == c["g_steps"]  # scored where it stopped
+        assert r.status == "ok" and c.stopped_by == "max_device_seconds" and c.g_steps < 100_000
+        assert c.device_seconds == pytest.approx(c.batched_device_seconds / 3)
+        assert r.evaluations[-1].g_step == c.g_steps  # scored where it stopped
 
 
 class Recorder:

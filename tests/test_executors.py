@@ -150,7 +150,7 @@ def test_a_remote_worker_without_the_run_directory_trains_without_checkpoints(ti
     output = run_one(trial, Runtime(), threads=1, executor="ray", remote=True, options=elsewhere)
     result = output.result
     assert result.status == "ok", result.error
-    assert result.runtime["checkpoints"].startswith("off") and output.worker["torch"]
+    assert result.runtime.checkpoints.startswith("off") and output.worker["torch"]
     assert not (tmp_path / "not-here").exists()
 
 

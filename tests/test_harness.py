@@ -84,18 +84,18 @@ def test_budget_consumed_is_recorded_and_identical_across_variants():
     results = [run_trial(t).result for t in trials_of(suite)]
     for r in results:
         c = r.consumed
-        assert (c["g_steps"], c["d_steps"], c["stopped_by"]) == (30, 60, "g_steps")
-        assert c["d_real_images"] == c["d_fake_images"] == 60 * 32 and c["g_images"] == 30 * 32
-        assert c["device_seconds"] > 0 and c["wall_seconds"] > 0
-        assert [e["g_step"] for e in r.evaluations] == [15, 30]
+        assert (c.g_steps, c.d_steps, c.stopped_by) == (30, 60, "g_steps")
+        assert c.d_real_images == c.d_fake_images == 60 * 32 and c.g_images == 30 * 32
+        assert c.device_seconds > 0 and c.wall_seconds > 0
+        assert [(e.g_step, e.fraction) for e in r.evaluations] == [(15, 0.5), (30, 1.0)]
 
 
 def test_device_seconds_cap_stops_training_and_scores_where_it_stopped():
     r = run_trial(trials_of(tiny_suite(budget={"g_steps": 100_000, "max_device_seconds": 0.3}))[0]).result
     assert r.status == "ok"
-    assert r.consumed["stopped_by"] == "max_device_seconds"
-    assert 0 < r.consumed["g_steps"] < 100_000
-    assert r.evaluations[-1]["g_step"] == r.consumed["g_steps"]
+    assert r.consumed.stopped_by == "max_device_seconds"
+    assert 0 < r.consumed.g_steps < 100_000
+    assert r.evaluations[-1].g_step == r.consumed.g_steps
     assert "modes" in r.metrics
 
 
@@ -154,10 +154,10 @@ def test_delta_gan_reports_target_and_exact_jsd_of_its_stream():
     r = run_trial(trials_of(suite)[0]).result
     assert r.status == "ok", r.error
     t = r.target
-    assert t["jsd"] == 0.2
+    assert t.jsd == 0.2 and t.details["eps"] > 0
     # the perturbed part is nearly disjoint from the ring, so JSD(p, p_delta) is close to delta and below it
-    low, high = t["jsd_p_pdelta_ci"]
-    assert 0.18 < t["jsd_p_pdelta"] < 0.21 and low <= t["jsd_p_pdelta"] <= high and low <= 0.2
+    low, high = t.jsd_p_pdelta_ci
+    assert 0.18 < t.jsd_p_pdelta < 0.21 and low <= t.jsd_p_pdelta <= high and low <= 0.2
 
 
 def test_cuda_request_without_gpu_is_a_clear_error(tmp_path: Path):
@@ -176,7 +176,7 @@ def test_a_trial_result_round_trips_through_its_json_file(tmp_path: Path):
     path = trial_path(tmp_path, "sgan-seed0")
     result = TrialResult.from_json(read_json(path))
     assert result.status == "ok" and result.provenance["pid"] and result.samples_file == "samples/sgan-seed0.npy"
-    assert result.protocol["metrics"].keys() >= {"jsd", "modes"} and result.metrics["modes"] >= 0
+    assert result.protocol.metrics.keys() >= {"jsd", "modes"} and result.metrics["modes"] >= 0
     assert dumps(result.to_json()) + "\n" == path.read_text()  # the same file, byte for byte
     assert TrialResult.from_json(read_json(path)) == result
     failed = dataclasses.replace(result, status="failed", error="boom", traceback="Traceback ...")
@@ -195,7 +195,7 @@ def test_result_files_of_the_previous_code_still_load():
         result = TrialResult.from_json(data)
         assert result.schema == SCHEMA == 1 and result.to_json() == data
     ok, failed = TrialResult.from_json(by_id["sgan-seed0"]), TrialResult.from_json(by_id["sgan-seed2"])
-    assert ok.status == "ok" and ok.runtime["batched_seeds"] == [0, 1] and ok.consumed["g_steps"] == 10
+    assert ok.status == "ok" and ok.runtime.batched.seeds == (0, 1) and ok.consumed.g_steps == 10
     assert failed.status == "failed" and failed.error == "RuntimeError: boom" and failed.metrics == {}
     with pytest.raises(GbenchError, match="unknown field 'extra'"):
         TrialResult.from_json({**by_id["sgan-seed0"], "extra": 1})

@@ -113,13 +113,13 @@ def test_observers_see_start_losses_evaluations_and_end():
     assert "status" not in info
 
     logs = [c for n, c in rec.calls if n == "log_scalars"]
-    assert [c["g_step"] for c in logs] == [p["g_step"] for p in result.loss_curve] == [60, 120]
-    assert all(c["scalars"] == {"d_loss": p["d_loss"], "g_loss": p["g_loss"]}
+    assert [c["g_step"] for c in logs] == [p.g_step for p in result.loss_curve] == [60, 120]
+    assert all(c["scalars"] == {"d_loss": p.d_loss, "g_loss": p.g_loss}
                for c, p in zip(logs, result.loss_curve))
 
     evals = [c for n, c in rec.calls if n == "evaluated"]
-    assert [c["g_step"] for c in evals] == [e["g_step"] for e in result.evaluations] == [60, 120]
-    assert all(c["metrics"] == e["metrics"] for c, e in zip(evals, result.evaluations))
+    assert [c["g_step"] for c in evals] == [e.g_step for e in result.evaluations] == [60, 120]
+    assert all(c["metrics"] == e.metrics for c, e in zip(evals, result.evaluations))
     samples = evals[-1]["samples"]
     assert isinstance(samples, np.ndarray) and samples.shape == (300, 2) and not samples.flags.writeable
     assert names.index("evaluated") > names.index("log_scalars")  # each evaluation after its window's losses
@@ -138,7 +138,7 @@ def test_observers_cannot_change_a_trial_and_their_errors_are_reported_once(caps
         assert getattr(observed.result, key) == getattr(plain.result, key), key
     assert plain.samples is not None and np.array_equal(observed.samples, plain.samples)
     later = [c for n, c in rec.calls if n == "log_scalars"]
-    assert [c["scalars"] for c in later] == [{"d_loss": p["d_loss"], "g_loss": p["g_loss"]}
+    assert [c["scalars"] for c in later] == [{"d_loss": p.d_loss, "g_loss": p.g_loss}
                                             for p in plain.result.loss_curve]
     err = capsys.readouterr().err
     assert err.count("failed in log_scalars: RuntimeError: observer bug") == 1  # two windows, one warning

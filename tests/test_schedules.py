@@ -78,12 +78,12 @@ def test_d_steps_and_batch_of_a_schedule_are_honoured_under_a_gradient_eval_budg
         used = result.consumed
         assert result.status == "ok", result.error
         assert critic_batches == [batch] * (g_steps * k)  # the loop ran k critic steps of its batch per G step
-        assert (used["g_steps"], used["d_steps"]) == (g_steps, g_steps * k)
-        assert used["gradient_evals"] == (g_steps + g_steps * k) * batch <= 6400
-        assert 6400 - used["gradient_evals"] < (k + 1) * batch  # stopped at the last G step that fits
+        assert (used.g_steps, used.d_steps) == (g_steps, g_steps * k)
+        assert used.gradient_evals == (g_steps + g_steps * k) * batch <= 6400
+        assert 6400 - used.gradient_evals < (k + 1) * batch  # stopped at the last G step that fits
         assert result.budget["g_steps"] == g_steps and result.budget["gradient_evals"] == 6400
         assert (result.budget["d_steps_per_g_step"], result.budget["batch_size"]) == (k, batch)
-        assert used["stopped_by"] == "g_steps"
+        assert used.stopped_by == "g_steps"
 
 
 def test_equal_device_seconds_stop_every_variant_at_the_same_training_time():
@@ -93,15 +93,15 @@ def test_equal_device_seconds_stop_every_variant_at_the_same_training_time():
     results = run_all(s)
     for label, r in results.items():
         used = r.consumed
-        assert used["stopped_by"] == "max_device_seconds"
+        assert used.stopped_by == "max_device_seconds"
         # the check follows each G step, so a trial overshoots by at most about one G step (a few ms here)
-        assert seconds <= used["device_seconds"] < seconds + 0.25, (label, used)
-        assert used["d_steps"] == used["g_steps"] * r.budget["d_steps_per_g_step"]
-        assert used["gradient_evals"] == (used["g_steps"] + used["d_steps"]) * 32
+        assert seconds <= used.device_seconds < seconds + 0.25, (label, used)
+        assert used.d_steps == used.g_steps * r.budget["d_steps_per_g_step"]
+        assert used.gradient_evals == (used.g_steps + used.d_steps) * 32
         assert r.budget["device_seconds"] == seconds
-        assert r.evaluations[-1]["g_step"] == used["g_steps"]  # scored where it stopped
+        assert r.evaluations[-1].g_step == used.g_steps  # scored where it stopped
     # in the same time, 4 critic steps per G step leave fewer G steps (a G step costs about 2 D steps here)
-    assert results["k4"].consumed["g_steps"] < results["sgan"].consumed["g_steps"]
+    assert results["k4"].consumed.g_steps < results["sgan"].consumed.g_steps
 
 
 def test_per_variant_settings_are_part_of_the_suite_hash():
@@ -235,6 +235,6 @@ def test_device_seconds_on_a_cpu_are_process_time_not_wall_time(monkeypatch: pyt
     monkeypatch.setattr(SGAN, "d_loss", napping)
     r = run_all(suite(budget={"device_seconds": 0.3, "g_steps": 10**7, "batch_size": 32}))["sgan"]
     used = r.consumed
-    assert used["stopped_by"] == "max_device_seconds" and 0.3 <= used["device_seconds"] < 0.55
-    assert len(naps) == used["d_steps"]
-    assert used["wall_seconds"] - used["device_seconds"] >= 0.9 * sum(naps)  # the naps ran, uncounted
+    assert used.stopped_by == "max_device_seconds" and 0.3 <= used.device_seconds < 0.55
+    assert len(naps) == used.d_steps
+    assert used.wall_seconds - used.device_seconds >= 0.9 * sum(naps)  # the naps ran, uncounted

@@ -165,7 +165,7 @@ def test_r1_changes_training_and_zero_gamma_is_off():
     on = tiny_suite(optim={"r1_gamma": 10.0}, budget={"g_steps": 5}, eval={"at": [1.0], "metrics": ["modes"]})
     a, b = run_trial(trials_of(base)[0]).result, run_trial(trials_of(on)[0]).result
     assert a.status == b.status == "ok"
-    assert a.loss_curve[-1]["d_loss"] != b.loss_curve[-1]["d_loss"]
+    assert a.loss_curve[-1].d_loss != b.loss_curve[-1].d_loss
     assert a.generator == "raw" and not any(k.startswith("raw.") for k in a.metrics)
 
 

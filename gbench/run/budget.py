@@ -1,14 +1,20 @@
-"""The budget meter: what a trial consumed, in steps, images and device-seconds."""
+"""The budget meter (:class:`Meter`) and what a trial consumed (:class:`Consumed`), in steps, images and device-seconds."""
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 
+from gbench.run.results import fields_of
 
-@dataclass
+
+@dataclass(frozen=True)
 class Consumed:
+    """A result's ``consumed``: one trial's own steps and images, and its share of its group's time."""
+
     g_steps: int = 0
     d_steps: int = 0
     d_real_images: int = 0  # real images the critic was trained on
@@ -18,22 +24,35 @@ class Consumed:
     wall_seconds: float = 0.0  # training only
     eval_seconds: float = 0.0  # evaluation, counted apart from the budget
     stopped_by: str = ""  # "g_steps", "max_device_seconds" or "diverged"
+    batched_device_seconds: float | None = None  # a batched group's totals (its trials share them equally)
+    batched_wall_seconds: float | None = None
 
     @property
     def gradient_evals(self) -> int:
         """(D steps + G steps) x batch: what a ``[budget] gradient_evals`` budget counts."""
         return self.d_real_images + self.g_images
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "gradient_evals": self.gradient_evals}
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {**data, "gradient_evals": self.gradient_evals}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Consumed":
+        """The record of a result's ``consumed`` (its ``gradient_evals`` follows from the images)."""
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        d = fields_of(data, "consumed", names[:-2] + ("gradient_evals",), names[-2:])
+        del d["gradient_evals"]
+        return cls(**d)
 
 
 class Meter:
-    """Accumulates training time; evaluation runs between ``pause()`` and ``resume()``."""
+    """Accumulates a trial's (or a batched group's) training time; evaluation runs between ``pause()``
+    and ``resume()``. The loop says what stopped training (``stopped_by``)."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        self.consumed = Consumed()
+        self.device_time = self.wall_time = 0.0  # seconds of the segments paused so far
+        self.stopped_by = ""  # "g_steps" or "max_device_seconds" once training stops
         self._device0 = self._wall0 = 0.0
 
     def _device_clock(self) -> float:
@@ -46,9 +65,17 @@ class Meter:
         self._device0, self._wall0 = self._device_clock(), time.perf_counter()
 
     def pause(self) -> None:
-        self.consumed.device_seconds += self._device_clock() - self._device0
-        self.consumed.wall_seconds += time.perf_counter() - self._wall0
+        self.device_time += self._device_clock() - self._device0
+        self.wall_time += time.perf_counter() - self._wall0
 
     def device_seconds(self) -> float:
         """Seconds consumed so far, including the running segment."""
-        return self.consumed.device_seconds + self._device_clock() - self._device0
+        return self.device_time + self._device_clock() - self._device0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the meter (the group's totals, named as in a result's ``consumed``)."""
+        return {"device_seconds": self.device_time, "wall_seconds": self.wall_time, "stopped_by": self.stopped_by}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.device_time, self.wall_time = float(state["device_seconds"]), float(state["wall_seconds"])
+        self.stopped_by = str(state["stopped_by"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +30,7 @@ import torch
 from gbench.run.budget import Meter
 from gbench.errors import GbenchError
 from gbench.run.loop import Group, LoopState, Outcome
+from gbench.run.record import Evaluation, LossPoint
 from gbench.run.results import write_atomic
 
 FORMAT = 2  # 2: groups of trials (stacked nets, per-trial streams)
@@ -50,7 +51,7 @@ class GroupState:
 
     group: Group
     meter: Meter
-    evaluations: list[list[dict[str, Any]]]  # per trial
+    evaluations: list[list[Evaluation]]  # per trial
     key: Mapping[str, Any]  # trial_ids, suite_hash, device, precision, mode: checked on load
     resumed_at: list[int] = field(default_factory=list)  # the G steps this group was resumed from
 
@@ -68,10 +69,10 @@ class GroupState:
             "opt_d": g.opt_d.state_dict(),
             "scalers": loop.scalers,
             "loss_window": torch.stack(loop.window).cpu() if loop.window else None,
-            "outcomes": [{"diverged_at": o.diverged_at, "loss_curve": o.loss_curve, "stopped_at": o.stopped_at}
-                         for o in loop.outcomes],
-            "consumed": self.meter.consumed.as_dict(),
-            "evaluations": _plain(self.evaluations),
+            "outcomes": [{"diverged_at": o.diverged_at, "loss_curve": [p.to_json() for p in o.loss_curve],
+                          "stopped_at": o.stopped_at} for o in loop.outcomes],
+            "consumed": self.meter.state_dict(),
+            "evaluations": _plain([[e.to_json() for e in trial] for trial in self.evaluations]),
             "resumed_at": list(self.resumed_at),
             "data_streams": [{"order": s._order.cpu(), "pos": s._pos} for s in g.streams],
             "rng": {
@@ -101,10 +102,8 @@ class GroupState:
         device = g.streams[0].data.device
         for stream, saved in zip(g.streams, state["data_streams"]):
             stream._order, stream._pos = saved["order"].to(device), int(saved["pos"])
-        consumed = self.meter.consumed
-        for f in fields(consumed):
-            setattr(consumed, f.name, state["consumed"][f.name])
-        self.evaluations[:] = state["evaluations"]
+        self.meter.load_state_dict(state["consumed"])
+        self.evaluations[:] = [[Evaluation.from_json(e) for e in trial] for trial in state["evaluations"]]
         self.resumed_at[:] = [*state["resumed_at"], int(state["step"])]
         rng = state["rng"]
         for name, rngs in self._rngs().items():
@@ -120,7 +119,8 @@ class GroupState:
         window = state["loss_window"]
         return LoopState(
             step=int(state["step"]),
-            outcomes=[Outcome(o["diverged_at"], list(o["loss_curve"]), int(o["stopped_at"])) for o in state["outcomes"]],
+            outcomes=[Outcome(o["diverged_at"], [LossPoint.from_json(p) for p in o["loss_curve"]], int(o["stopped_at"]))
+                      for o in state["outcomes"]],
             window=[row.to(device) for row in window] if window is not None else [],
             scalers=dict(state["scalers"]),
         )

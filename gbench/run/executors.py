@@ -42,7 +42,7 @@ import torch
 from gbench.errors import GbenchError
 from gbench.backbones import build_backbone
 from gbench.run.batched import probe
-from gbench.run.record import TrialOutput, TrialResult
+from gbench.run.record import Parallel, TrialOutput, TrialResult
 from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, result_of, run_group, run_trial
 
 EXECUTORS = ("local", "process", "ray")
@@ -126,8 +126,7 @@ def run_one(trial: Trial, runtime: Runtime, *, threads: int | None = None, execu
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
-    how = {"executor": executor, "jobs": jobs, "threads": threads, **({"checkpoints": note} if note else {})}
-    return TrialOutput(dataclasses.replace(output.result, runtime={**output.result.runtime, **how}), output.samples,
+    return TrialOutput(output.result.ran_by(executor, Parallel(jobs, threads), note), output.samples,
                        worker_facts(runtime.device, used, remote))
 
 
@@ -176,7 +175,7 @@ def _portable(options: RunOptions | None, trial: Trial) -> dict[str, Any] | None
 def failed_result(trial: Trial, runtime: Runtime, error: str, executor: str, trace: str | None = None) -> TrialResult:
     """The record of a trial whose worker never returned (it crashed, was cancelled, or was lost)."""
     result = result_of(trial, runtime, time.time(), error, trace)
-    return dataclasses.replace(result, runtime={**result.runtime, "executor": executor})
+    return result.ran_by(executor)
 
 
 class LocalExecutor:
@@ -280,8 +279,7 @@ def run_groups(trials: Sequence[Trial], runtime: Runtime, on_result: OnResult, o
             progress(0)  # the group starts: the ETA times its start-up from here
             extra = dict(options(group[0])) if options else {}
             for t, output in zip(group, run_group(group, runtime, progress, mode=mode, **extra)):
-                result = dataclasses.replace(output.result, runtime={**output.result.runtime, "executor": "batched",
-                                                                     "jobs": 1, "threads": threads})
+                result = output.result.ran_by("batched", Parallel(1, threads))
                 on_result(t, TrialOutput(result, output.samples, worker_facts(runtime.device, torch.get_num_threads())))
     finally:
         if torch.get_num_threads() != before:
@@ -340,9 +338,8 @@ def _worker(conn: Any, parent: int, trials: list[Trial], mode: str | None, runti
             outputs = [run_one(trials[0], runtime, threads=threads, executor="process", jobs=jobs,
                                progress=progress, options=options)]
         else:
-            how = {"executor": "process", "jobs": jobs, "threads": threads}
             facts = worker_facts(runtime.device, torch.get_num_threads())
-            outputs = [TrialOutput(dataclasses.replace(o.result, runtime={**o.result.runtime, **how}), o.samples, facts)
+            outputs = [TrialOutput(o.result.ran_by("process", Parallel(jobs, threads)), o.samples, facts)
                        for o in run_group(trials, runtime, progress, mode=mode, **dict(options or {}))]
     except BaseException as exc:  # noqa: BLE001 - even run_one's own failure is this unit's
         outputs = [TrialOutput(failed_result(t, runtime, f"process executor: {type(exc).__name__}: {exc}", "process"))

@@ -42,6 +42,7 @@ import torch
 
 from gbench.run.batched import Players, Stack, generate, stack_results
 from gbench.run.budget import Meter
+from gbench.run.record import LossPoint
 from gbench.suite import Budget, Optim
 from gbench.variant import Nets, Variant, with_rng
 
@@ -144,7 +145,7 @@ class Outcome:
     """One trial's training: where it stopped and its loss curve."""
 
     diverged_at: int | None = None  # the first G step whose losses were not finite
-    loss_curve: list[dict] = field(default_factory=list)  # mean losses per logging window
+    loss_curve: list[LossPoint] = field(default_factory=list)  # mean losses per logging window
     stopped_at: int = 0  # the G step its training counts up to
 
 
@@ -245,7 +246,7 @@ def train(
     restored by the caller). ``log(s, step, {"d_loss": ..., "g_loss": ...})`` (untimed) gets trial
     s's logging window means (the observer hooks). ``optim`` gives the stabilisers (module doc).
     ``budget.max_device_seconds`` caps each trial's share (the group's device-seconds / S)."""
-    S, players, used = group.size, group.players, meter.consumed
+    S, players = group.size, group.players
     state = start or LoopState(outcomes=[Outcome() for _ in range(S)])
     outcomes, losses = state.outcomes, state.window
     amp = Precision(precision, group.streams[0].data.device)
@@ -291,7 +292,6 @@ def train(
         if group.ema is not None:
             ema_update(group.ema, players.g, optim.ema_decay, copy=step <= optim.ema_start)
 
-        used.g_steps, used.d_steps = step, step * budget.d_steps_per_g_step
         losses.append(torch.stack((loss_d.detach().float(), loss_g.detach().float()), 1))  # (S, 2)
         last = step == budget.g_steps
         if len(losses) == log_every or last or step in checkpoint_steps:
@@ -307,12 +307,13 @@ def train(
                     active.remove(s)
                     continue
                 d_mean, g_mean = w.mean(0).tolist()
-                out.loss_curve.append({"g_step": step, "d_loss": d_mean, "g_loss": g_mean})
+                out.loss_curve.append(LossPoint(step, d_mean, g_mean))
             progress(step)
             if log is not None:
                 meter.pause()
                 for s in active:
-                    log(s, step, {k: outcomes[s].loss_curve[-1][k] for k in ("d_loss", "g_loss")})
+                    point = outcomes[s].loss_curve[-1]
+                    log(s, step, {"d_loss": point.d_loss, "g_loss": point.g_loss})
                 meter.resume()
             if not active:
                 break
@@ -328,10 +329,10 @@ def train(
             save(state)
             meter.resume()
         if budget.max_device_seconds and meter.device_seconds() / S >= budget.max_device_seconds:
-            used.stopped_by = "max_device_seconds"
+            meter.stopped_by = "max_device_seconds"
             for s in active:
                 outcomes[s].stopped_at = step
             break
     meter.pause()
-    used.stopped_by = used.stopped_by or "g_steps"
+    meter.stopped_by = meter.stopped_by or "g_steps"
     return outcomes

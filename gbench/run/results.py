@@ -14,7 +14,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -97,6 +97,20 @@ def check_result(data: Any, path: Path) -> dict[str, Any]:
         raise GbenchError(f"{path}: not a complete trial result (status {data['status']!r}, "
                           f"metrics {data.get('metrics')!r}); {how}")
     return data
+
+
+def fields_of(data: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data``, a JSON table of a result file at ``where``, checked to hold every ``required`` key and
+    no key beyond them and ``optional``."""
+    if not isinstance(data, Mapping):
+        raise GbenchError(f"not a complete trial result ({where} is a {type(data).__name__}, not a table)")
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        raise GbenchError(f"not a trial result of schema {SCHEMA}: unknown field '{where}.{unknown[0]}'")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise GbenchError(f"not a complete trial result (no {where}.{missing[0]})")
+    return dict(data)
 
 
 def trial_path(out: Path, trial_id: str) -> Path:

@@ -174,7 +174,7 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
         write_json(trial_path(out, trial.id), data)
         if output.result.status in FINISHED:  # a failed trial keeps its checkpoint: --resume retries from it
             checkpoint_path(out, trial.id).unlink(missing_ok=True)
-            prune_evolution(out, trial.id, {e["g_step"] for e in data.get("evaluations") or ()})
+            prune_evolution(out, trial.id, {e.g_step for e in output.result.evaluations})
         shown.finished(trial.id, data)
 
     try:

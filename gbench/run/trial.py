@@ -13,17 +13,17 @@ import numpy as np
 import torch
 
 from gbench.backbones import build_backbone
-from gbench.run.budget import Meter
 from gbench.errors import GbenchError
 from gbench.run.batched import Players, Stack, stack
-from gbench.run.budget import Consumed
+from gbench.run.budget import Consumed, Meter
 from gbench.run.checkpoint import GroupState
 from gbench.run.loop import BatchStream, Group, Outcome, train
 from gbench.metrics import Metric
 from gbench.metrics.jsd import jsd_mc
 from gbench.observers import notify, observing
 from gbench.plugins import get_plugins
-from gbench.run.record import TrialOutput, TrialResult
+from gbench.run.record import (Batched, Evaluation, Protocol, Runtime, RuntimeRecord, Target, TrialOutput,
+                               TrialResult)
 from gbench.suite import DatasetSpec, Suite, VariantSpec, safe_label
 from gbench.datasets.toy import ToyMixture
 from gbench.variant import Nets, Variant, make_config
@@ -36,18 +36,6 @@ STREAM_INIT, STREAM_DATA, STREAM_LATENT, STREAM_VARIANT, STREAM_LOSS = range(5)
 KEPT_SAMPLES = {"toy": 2000, "image": 64}
 # With an EMA of G's weights the EMA generator is reported; the raw G's metrics sit beside its under this prefix.
 RAW_PREFIX = "raw."
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How to run, not what: none of it changes a suite's hash."""
-
-    device: str = "cpu"
-    precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16"
-    data_root: str | None = None  # overrides the suite's [dataset] options.root
-    inception_weights: str | None = None  # overrides the suite's [eval.fidelity] weights
-    checkpoint_every: int = 1000  # save the training state every N G steps for --resume (0: at evaluations only)
-    batch: bool = True  # train the seeds of each variant configuration together (gbench.run.loop); --no-batch: off
 
 
 @dataclass(frozen=True)
@@ -150,9 +138,8 @@ def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: C
             len({t.seed for t in trials}) != len(trials):
         raise GbenchError("a batched group is one variant of one suite with distinct seeds")
     started = time.time()
-    group = {"batched": len(trials), "batched_seeds": [t.seed for t in trials], "batched_mode": mode} \
-        if len(trials) > 1 else {}
-    untrained = [result_of(t, runtime, started, group=group) for t in trials]
+    batched = Batched(len(trials), tuple(t.seed for t in trials), mode) if len(trials) > 1 else None
+    untrained = [result_of(t, runtime, started, batched=batched) for t in trials]
     if observing("trial_started"):
         unknown_yet = ("status", "error", "started", "provenance")
         for result in untrained:
@@ -171,19 +158,19 @@ def run_group(trials: Sequence[Trial], runtime: Runtime = Runtime(), progress: C
 
 
 def result_of(trial: Trial, runtime: Runtime, started: float, error: str | None = None, trace: str | None = None,
-              group: Mapping[str, Any] | None = None) -> TrialResult:
+              batched: Batched | None = None) -> TrialResult:
     """The record of a trial before it trained (status "failed", with ``error`` if one is known): what
     a number needs beside it to be compared with another; :func:`_output` adds what it measured.
-    ``group``: a batched group's size, seeds and mode."""
+    ``batched``: the batched group it trains in."""
     suite = trial.suite
-    protocol = {"eval_samples": suite.eval.num_samples, "eval_seed": suite.eval.seed, "eval_at": list(suite.eval.at),
-                "reference": suite.dataset.reference or suite.dataset.label}
+    protocol = Protocol(suite.eval.num_samples, suite.eval.seed, tuple(suite.eval.at),
+                        suite.dataset.reference or suite.dataset.label)
     return TrialResult(
         trial_id=trial.id, status="failed", suite=suite.name, suite_hash=suite.hash,
         variant=trial.variant.name, label=trial.variant.label, seed=trial.seed,
         dataset=dataclasses.asdict(suite.dataset), budget=dataclasses.asdict(suite.budget),
         model=dataclasses.asdict(suite.model), optim=dataclasses.asdict(suite.optim),
-        runtime={**dataclasses.asdict(runtime), **(group or {})}, protocol=protocol, started=started,
+        runtime=RuntimeRecord(runtime, batched), protocol=protocol, started=started,
         error=error, traceback=trace)
 
 
@@ -228,7 +215,7 @@ def _run(trials: list[Trial], untrained: list[TrialResult], runtime: Runtime, pr
                   global_rngs if S > 1 and mode == "loop" else None)
 
     meter = Meter(device)
-    evaluations: list[list[dict[str, Any]]] = [[] for _ in trials]
+    evaluations: list[list[Evaluation]] = [[] for _ in trials]
     kept: list[list[np.ndarray]] = [[] for _ in trials]  # each trial's latest evaluation's first samples
     eval_seconds = [0.0] * S
     steps_at = {max(1, round(a * suite.budget.g_steps)): a for a in suite.eval.at}
@@ -247,8 +234,7 @@ def _run(trials: list[Trial], untrained: list[TrialResult], runtime: Runtime, pr
                     raw_values, raw_errors = evaluate(players.g.unstack(s), reference, metrics, suite, device)
                 values.update({f"{RAW_PREFIX}{k}": v for k, v in raw_values.items()})
                 errors.update({f"{RAW_PREFIX}{k}": v for k, v in raw_errors.items()})
-            evaluations[s].append({"g_step": step, "fraction": step / suite.budget.g_steps, "metrics": values,
-                                   **({"metric_errors": errors} if errors else {})})
+            evaluations[s].append(Evaluation(step, step / suite.budget.g_steps, values, errors))
             eval_seconds[s] += time.perf_counter() - t0
             if observing("evaluated"):
                 notify("evaluated", trial_id=trials[s].id, g_step=step, metrics=values,
@@ -265,53 +251,52 @@ def _run(trials: list[Trial], untrained: list[TrialResult], runtime: Runtime, pr
                      progress or (lambda step: None), precision=runtime.precision, start=start, save=save,
                      save_every=runtime.checkpoint_every, log=log, optim=opt, log_every=suite.eval.log_every)
     late = [s for s, o in enumerate(outcomes) if o.diverged_at is None and
-            (not evaluations[s] or evaluations[s][-1]["g_step"] != o.stopped_at)]
+            (not evaluations[s] or evaluations[s][-1].g_step != o.stopped_at)]
     if late:  # stopped early by the device-seconds cap: score where it stopped
         checkpoint(outcomes[late[0]].stopped_at, late)
-    used = meter.consumed
     return [_output(untrained[s], variant, dataset, reference, suite, metrics, device, outcomes[s], evaluations[s],
                     kept[s], Nets(reported(s), players.d.unstack(s)),
-                    _consumed(used, outcomes[s], S, eval_seconds[s], suite.budget), state.resumed_at, ema is not None)
+                    _consumed(meter, outcomes[s], S, eval_seconds[s], suite.budget), state.resumed_at, ema is not None)
             for s in range(S)]
 
 
-def _consumed(used: Consumed, outcome: Outcome, size: int, eval_seconds: float, budget: Any) -> dict[str, Any]:
+def _consumed(meter: Meter, outcome: Outcome, size: int, eval_seconds: float, budget: Any) -> Consumed:
     """One trial's consumption: its own steps and images, its 1/S share of the group's time (the
     group's totals beside it when S > 1)."""
-    c = dataclasses.replace(used, g_steps=outcome.stopped_at, d_steps=outcome.stopped_at * budget.d_steps_per_g_step,
-                            device_seconds=used.device_seconds / size, wall_seconds=used.wall_seconds / size,
-                            eval_seconds=eval_seconds,
-                            stopped_by="diverged" if outcome.diverged_at is not None else used.stopped_by)
-    c.d_real_images = c.d_fake_images = c.d_steps * budget.batch_size
-    c.g_images = c.g_steps * budget.batch_size
-    extra = {"batched_device_seconds": used.device_seconds, "batched_wall_seconds": used.wall_seconds} if size > 1 else {}
-    return {**c.as_dict(), **extra}
+    d_steps = outcome.stopped_at * budget.d_steps_per_g_step
+    return Consumed(
+        g_steps=outcome.stopped_at, d_steps=d_steps, d_real_images=d_steps * budget.batch_size,
+        d_fake_images=d_steps * budget.batch_size, g_images=outcome.stopped_at * budget.batch_size,
+        device_seconds=meter.device_time / size, wall_seconds=meter.wall_time / size, eval_seconds=eval_seconds,
+        stopped_by="diverged" if outcome.diverged_at is not None else meter.stopped_by,
+        batched_device_seconds=meter.device_time if size > 1 else None,
+        batched_wall_seconds=meter.wall_time if size > 1 else None)
 
 
 def _output(untrained: TrialResult, variant: Variant, dataset: Any, reference: Any, suite: Suite,
-            metrics: list[Metric], device: torch.device, outcome: Outcome, evaluations: list[dict[str, Any]],
-            kept: list[np.ndarray], nets: Nets, consumed: dict[str, Any], resumed_at: list[int],
+            metrics: list[Metric], device: torch.device, outcome: Outcome, evaluations: list[Evaluation],
+            kept: list[np.ndarray], nets: Nets, consumed: Consumed, resumed_at: list[int],
             has_ema: bool) -> TrialOutput:
     """One trial's record with what it measured (its :func:`result_of` record completed), and the final
     evaluation's first samples beside it."""
     status = "diverged" if outcome.diverged_at is not None else "ok"
     error = None
-    if status == "ok" and "samples" in evaluations[-1].get("metric_errors", {}):
+    if status == "ok" and "samples" in evaluations[-1].metric_errors:
         # finite losses, but G outputs NaN/inf: nothing to score, so G diverged (at its first such evaluation)
-        first = next(e for e in evaluations if "samples" in e.get("metric_errors", {}))
-        status, outcome.diverged_at = "diverged", first["g_step"]
-        error = f"generator output not finite at G step {first['g_step']} (its losses were finite)"
+        first = next(e for e in evaluations if "samples" in e.metric_errors)
+        status, outcome.diverged_at = "diverged", first.g_step
+        error = f"generator output not finite at G step {first.g_step} (its losses were finite)"
     result = dataclasses.replace(
         untrained, status=status, error=error, diverged_at=outcome.diverged_at,
-        metrics=evaluations[-1]["metrics"] if status == "ok" else {},
-        metric_errors=evaluations[-1].get("metric_errors", {}) if status == "ok" else {},
-        evaluations=evaluations,
+        metrics=evaluations[-1].metrics if status == "ok" else {},
+        metric_errors=evaluations[-1].metric_errors if status == "ok" else {},
+        evaluations=tuple(evaluations),
         generator="ema" if has_ema else "raw",  # whose metrics "metrics" holds ("raw." keys: G's)
         target=_target(variant, dataset, reference, suite, nets, metrics, device, status == "ok"),
-        consumed=consumed, loss_curve=outcome.loss_curve,
+        consumed=consumed, loss_curve=tuple(outcome.loss_curve),
         resumed_at=list(resumed_at),  # G steps this trial continued from a checkpoint (killed runs)
         variant_config=variant.describe(),
-        protocol={**untrained.protocol, "metrics": {m.name: m.protocol() for m in metrics}},
+        protocol=dataclasses.replace(untrained.protocol, metrics={m.name: m.protocol() for m in metrics}),
         data_kind=reference.kind,
         data_provenance=getattr(dataset, "provenance", {"law": getattr(dataset, "name", "")}))
     return TrialOutput(result, kept[0] if status == "ok" and kept else None)
@@ -391,7 +376,7 @@ def score(samples: np.ndarray, reference: Any, metrics: list[Metric], seed: int 
 
 
 def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite, nets: Nets, metrics: list[Metric],
-            device: torch.device, finished: bool) -> dict[str, Any] | None:
+            device: torch.device, finished: bool) -> Target | None:
     """For a variant that controls JSD(p, p_g): its target and the divergences of its training stream.
 
     Toys: the exact JSD(p, p_delta) by Monte Carlo with both densities known. Images: classifier
@@ -400,25 +385,25 @@ def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite, nets: 
     """
     if variant.target_jsd is None:
         return None
-    target: dict[str, Any] = {"jsd": variant.target_jsd, **variant.target_details()}
+    target = Target(variant.target_jsd, variant.target_details())
     n, seed = suite.eval.num_samples, suite.eval.seed
     law = variant.training_law(dataset)
     if isinstance(law, ToyMixture) and isinstance(reference, ToyMixture):
         g = torch.Generator().manual_seed(seed)
         est = jsd_mc(reference.log_prob, law.log_prob, reference.sample(n, g).numpy(), law.sample(n, g).numpy())
-        target.update(jsd_p_pdelta=est.bits, jsd_p_pdelta_ci=[est.ci_low, est.ci_high])
+        target = dataclasses.replace(target, jsd_p_pdelta=est.bits, jsd_p_pdelta_ci=(est.ci_low, est.ci_high))
         jsd_metric = next((m for m in metrics if m.name == "jsd"), None)
         if finished and jsd_metric is not None:  # how well the GAN learned its own training law
             samples = sample_generator(nets.generator, n, suite.model.z_dim, seed, device).numpy()
             if np.isfinite(samples).all():
                 got = jsd_metric.compute(samples, law, np.random.default_rng([seed, 1]))
-                target.update(jsd_pdelta_pg=got["jsd_bits"],
-                              jsd_pdelta_pg_ci=[got.get("jsd_ci_low"), got.get("jsd_ci_high")])
+                target = dataclasses.replace(target, jsd_pdelta_pg=got["jsd_bits"],
+                                             jsd_pdelta_pg_ci=(got.get("jsd_ci_low"), got.get("jsd_ci_high")))
     elif reference.kind == "image":
         jsd_metric = next((m for m in metrics if m.name == "classifier-jsd"), None)
         if jsd_metric is None:
-            target["note"] = "add the classifier-jsd metric to measure JSD(p, p_delta) and JSD(p_delta, p_g)"
-            return target
+            return dataclasses.replace(
+                target, note="add the classifier-jsd metric to measure JSD(p, p_delta) and JSD(p_delta, p_g)")
         from gbench.metrics.classifier_jsd import image_jsd
 
         rng = torch.Generator().manual_seed(seed)
@@ -433,7 +418,8 @@ def _target(variant: Variant, dataset: Any, reference: Any, suite: Suite, nets: 
                         continue
                     b = to_uint8(sample_generator(nets.generator, n, suite.model.z_dim, seed, device))
                 est = image_jsd(a, b, jsd_metric.config, seed)
-                target.update({key: est["jsd_bits"], f"{key}_ci": [est["jsd_ci_low"], est["jsd_ci_high"]]})
+                target = dataclasses.replace(target, **{key: est["jsd_bits"],
+                                                        f"{key}_ci": (est["jsd_ci_low"], est["jsd_ci_high"])})
         except GbenchError as exc:
-            target["error"] = str(exc)
+            target = dataclasses.replace(target, error=str(exc))
     return target
