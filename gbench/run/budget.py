@@ -1,4 +1,4 @@
-"""The budget meter (:class:`Meter`) and what a trial consumed (:class:`Consumed`), in steps, images and device-seconds."""
+"""The budget meter (:class:`Meter`) and what a trial consumed (:class:`Consumed`): steps, images, device-seconds."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +39,9 @@ class Consumed:
     @classmethod
     def from_json(cls, data: Any) -> "Consumed":
         """The record of a result's ``consumed`` (its ``gradient_evals`` follows from the images)."""
-        names = tuple(f.name for f in dataclasses.fields(cls))
-        d = fields_of(data, "consumed", names[:-2] + ("gradient_evals",), names[-2:])
+        group = ("batched_device_seconds", "batched_wall_seconds")  # in the file of a batched trial only
+        own = tuple(f.name for f in dataclasses.fields(cls) if f.name not in group)
+        d = fields_of(data, "consumed", own + ("gradient_evals",), group)
         del d["gradient_evals"]
         return cls(**d)
 

@@ -31,9 +31,6 @@ from gbench.run.results import SCHEMA, fields_of
 TRAINED = ("diverged_at", "metrics", "metric_errors", "evaluations", "generator", "target", "consumed",
            "loss_curve", "resumed_at", "variant_config", "data_kind", "data_provenance")
 
-R = TypeVar("R")
-
-
 @dataclass(frozen=True)
 class Runtime:
     """How to run, not what: none of it changes a suite's hash."""
@@ -188,7 +185,12 @@ class Target:
         return cls(details.pop("jsd"), details, **measured)
 
 
+R = TypeVar("R")
+
+
 def _each(parse: Callable[[Any], R]) -> Callable[[Any], tuple[R, ...]]:
+    """A reader of a JSON list whose every item ``parse`` reads."""
+
     def parse_all(items: Any) -> tuple[R, ...]:
         if not isinstance(items, list):
             raise GbenchError(f"not a complete trial result (a {type(items).__name__} where a list belongs)")
