@@ -221,3 +221,38 @@ def test_ray_executor_with_tensorboard_writes_each_trials_event_directory(tmp_pa
         content = events.PluginTagToContent("hparams")
         hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
         assert hp["label"].string_value == r["label"] and hp["seed"].number_value == r["seed"]
+
+
+def test_planning_times_each_configuration_in_the_unit_it_trains_in(tiny: Path):
+    """``groups(..., timed=...)``: one G-step cost per variant configuration, for a batched group of its
+    seeds (vmapped sgan: 2 trials) or one trial (--no-batch), with torch's RNG state and threads as before."""
+    import torch
+
+    from gbench.run.executors import StepCost, groups
+
+    trials = trials_of(load_suite(str(tiny)))
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    for batch, size in ((True, 2), (False, 1)):
+        got: list[tuple[list[str], StepCost]] = []
+        batched, alone = groups(trials, Runtime(batch=batch), True, lambda line: None, 1,
+                                lambda unit, cost: got.append(([t.id for t in unit], cost)))
+        assert [ids for ids, _ in got] == [["sgan-seed0", "sgan-seed1"], ["deligan-seed0", "deligan-seed1"]]
+        assert all(cost.size == size and 0 < cost.device < 1 for _, cost in got), got
+        assert len(batched) == (2 if batch else 0) and len(alone) == (0 if batch else 4)
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_the_planning_probe_changes_no_number(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              batch: bool):
+    """A run's results are bitwise the same with and without the step-cost probe (same process, same
+    kernels): it draws from its own generators and restores torch's global RNG state."""
+    import gbench.run.executors as executors
+
+    suite, real, costs = load_suite(str(tiny)), executors.time_step, []
+    monkeypatch.setattr(executors, "time_step", lambda *a, **k: costs.append(real(*a, **k)) or costs[-1])
+    probed = run_suite(suite, tmp_path / "probed", Runtime(batch=batch), quiet=True, executor=LocalExecutor(threads=1))
+    assert len(costs) == 2 and all(costs)  # sgan and deligan were timed
+    monkeypatch.setattr(executors, "time_step", lambda *a, **k: None)
+    plain = run_suite(suite, tmp_path / "plain", Runtime(batch=batch), quiet=True, executor=LocalExecutor(threads=1))
+    same_numbers(probed, {r["trial_id"]: r for r in plain})

@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -41,9 +42,12 @@ import torch
 
 from gbench.errors import GbenchError
 from gbench.backbones import build_backbone
-from gbench.run.batched import probe
+from gbench.run.batched import Players, probe, stack
+from gbench.run.budget import Meter
+from gbench.run.loop import BatchStream, Group, train
 from gbench.run.record import Parallel, TrialOutput, TrialResult
-from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, result_of, run_group, run_trial
+from gbench.run.trial import Runtime, Trial, build_dataset, build_nets, build_variant, ema_copy, result_of, run_group, \
+    run_trial
 
 EXECUTORS = ("local", "process", "ray")
 RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
@@ -51,6 +55,7 @@ RAY_MISSING = "the ray executor needs `pip install gbench[ray]`"
 OnResult = Callable[[Trial, TrialOutput], None]
 OnProgress = Callable[[Trial, int], None]
 RunOptions = Callable[[Trial], Mapping[str, Any]]  # more keyword arguments of run_trial, per trial
+OnCost = Callable[[Sequence[Trial], "StepCost"], None]  # a configuration's trials and their timed G step
 
 
 class Executor(Protocol):
@@ -227,33 +232,111 @@ def plan(trial: Trial, runtime: Runtime) -> tuple[str | None, str]:
     return ("vmap", "") if why is None else ("loop", why)
 
 
-def groups(trials: Sequence[Trial], runtime: Runtime, local: bool,
-           say: Callable[[str], None]) -> tuple[list[tuple[list[Trial], str]], list[Trial]]:
+def groups(trials: Sequence[Trial], runtime: Runtime, local: bool, say: Callable[[str], None],
+           threads: int | None = None, timed: OnCost | None = None
+           ) -> tuple[list[tuple[list[Trial], str]], list[Trial]]:
     """The batched groups of ``trials`` (all seeds of one variant configuration; with their mode) and
     the trials left to run one by one. Each configuration that is not vmapped is named in one line
-    through ``say``. Without ``runtime.batch`` (``--no-batch``) nothing is grouped."""
-    if not runtime.batch:
-        return [], list(trials)
+    through ``say``. Without ``runtime.batch`` (``--no-batch``) nothing is grouped. With ``timed``,
+    each configuration's G step is timed (:func:`time_step`, ``threads`` torch threads) in the unit
+    its trials will train in, its batched group or one trial, and handed to ``timed`` with its trials."""
     by_config: dict[tuple[str, str], list[Trial]] = {}
     for t in trials:
         by_config.setdefault((t.suite.hash, t.variant.label), []).append(t)
     out, alone = [], []
     for group in by_config.values():
-        if len(group) < 2:
-            alone += group
-            continue
-        mode, why = plan(group[0], runtime)
+        mode, why = plan(group[0], runtime) if runtime.batch and len(group) > 1 else (None, "")
         label = group[0].variant.label
-        if mode == "vmap":
-            out.append((group, mode))
-        elif mode == "loop" and local:
-            say(f"gbench: {label}: its {len(group)} seeds train together trial by trial, not vmapped: {why}")
+        together = mode == "vmap" or (mode == "loop" and local)
+        if together:
+            if mode == "loop":
+                say(f"gbench: {label}: its {len(group)} seeds train together trial by trial, not vmapped: {why}")
             out.append((group, mode))
         else:
-            why = why if mode is None else f"{why}; with --executor {runtime_executor(local)} they run separately"
-            say(f"gbench: {label}: not batched: {why}")
+            if runtime.batch and len(group) > 1:
+                why = why if mode is None else f"{why}; with --executor {runtime_executor(local)} they run separately"
+                say(f"gbench: {label}: not batched: {why}")
             alone += group
-    return out, alone
+        if timed is not None:
+            cost = time_step(group, runtime, mode, threads) if together and mode else \
+                time_step(group[:1], runtime, "loop", threads)
+            if cost is not None:
+                timed(group, cost)
+    return out, (alone if runtime.batch else list(trials))
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One G step (with its D steps) of a configuration, timed by :func:`time_step` in the unit its
+    trials train in: what the progress ETA knows of a variant before any of its trials reports."""
+
+    device: float  # device seconds (the budget's clock) per G step of the unit: its batched group, or one trial
+    size: int  # trials in the unit (each is charged device / size of it)
+
+
+WARM_STEPS = 2  # G steps before the timing (first calls, allocations)
+TIMED_STEPS = (5, 30)  # the fewest and most G steps timed
+TIMED_S = 0.1  # device seconds aimed at (the warm-up's rate says how many steps that is)
+
+
+def time_step(trials: Sequence[Trial], runtime: Runtime, mode: str, threads: int | None = None) -> StepCost | None:
+    """Time the training step of ``trials`` (one configuration: a batched group in ``mode``, or one
+    trial) on throwaway copies of their nets: ``WARM_STEPS`` G steps of :func:`gbench.run.loop.train`
+    on random data of the dataset's shape, then a few more, ~``TIMED_S`` of training, on the device
+    clock the budget counts (process time on a CPU: less sensitive to other load than wall time),
+    with ``threads`` torch threads.
+    Every draw is from the probe's own generators and torch's global RNG state is restored, so no
+    trial's numbers change. None if the configuration cannot train (its trials will say why)."""
+    suite, S = trials[0].suite, len(trials)
+    device = torch.device(runtime.device)
+    before = torch.get_num_threads()
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            if threads:
+                torch.set_num_threads(threads)
+            variant = build_variant(trials[0].variant, suite.dataset)
+            shape = build_dataset(suite.dataset, runtime.data_root).data_shape
+            backbone = build_backbone(suite.model.arch, shape, dict(suite.model.options))
+            nets = [build_nets(variant, backbone, t.seed, device) for t in trials]
+            players = Players(stack([n.generator for n in nets]), stack([n.critic for n in nets]), mode)
+            opt = suite.optim
+            opt_g = torch.optim.Adam(players.g.params.values(), lr=opt.g_lr, betas=opt.betas, foreach=True)
+            opt_d = torch.optim.Adam(players.d.params.values(), lr=opt.d_lr, betas=opt.betas, foreach=True)
+            batch = suite.budget.batch_size
+
+            def rngs(stream: int) -> list[torch.Generator]:
+                return [torch.Generator(device).manual_seed(S * stream + s) for s in range(S)]
+
+            data = torch.rand(2 * batch, *shape, generator=torch.Generator(device).manual_seed(0), device=device)
+            data.mul_(2).sub_(1)
+            group = Group(players, opt_g, opt_d, [BatchStream(data, batch, r) for r in rngs(0)], rngs(1), rngs(2),
+                          rngs(3), suite.model.z_dim, ema_copy(players.g) if opt.ema_decay > 0 else None,
+                          [torch.get_rng_state() for _ in trials] if S > 1 and mode == "loop" else None)
+
+            def clock() -> float:
+                """Device seconds as the budget's meter counts them (process time on a CPU)."""
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                    return time.perf_counter()
+                return time.process_time()
+
+            def seconds(steps: int) -> float:
+                """Device seconds per G step over ``steps`` G steps."""
+                budget = dataclasses.replace(suite.budget, g_steps=steps, max_device_seconds=0.0)
+                start = clock()
+                train(variant, group, budget, Meter(device), lambda step, active: None, set(),
+                      precision=runtime.precision, optim=opt)
+                return (clock() - start) / steps
+
+            warm = seconds(WARM_STEPS)
+            cost = seconds(int(min(TIMED_STEPS[1], max(TIMED_STEPS[0], TIMED_S / max(warm, 1e-6)))))
+        except Exception:  # noqa: BLE001 - a configuration that cannot train fails in its trials, with its reason
+            return None
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+    return StepCost(cost, S)
 
 
 def runtime_executor(local: bool) -> str:
@@ -262,10 +345,11 @@ def runtime_executor(local: bool) -> str:
 
 def run_groups(trials: Sequence[Trial], runtime: Runtime, on_result: OnResult, on_progress: OnProgress | None,
                threads: int | None, options: RunOptions | None, local: bool,
-               say: Callable[[str], None]) -> list[Trial]:
+               say: Callable[[str], None], timed: OnCost | None = None) -> list[Trial]:
     """Train every batched group of ``trials`` in this process with ``threads`` torch threads (None:
-    torch's setting), handing each record to ``on_result``; returns the trials left for the executor."""
-    batched, alone = groups(trials, runtime, local, say)
+    torch's setting), handing each record to ``on_result``; returns the trials left for the executor.
+    ``timed``: as :func:`groups`."""
+    batched, alone = groups(trials, runtime, local, say, threads, timed)
     before = torch.get_num_threads()
     try:
         if threads:
@@ -375,6 +459,7 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context("spawn")
         todo: list[tuple[list[Trial], str | None]] = [(list(g), mode) for g, mode in groups] + [([t], None) for t in trials]
         running: dict[Any, tuple[Any, list[Trial], set[int]]] = {}  # a worker's pipe -> (process, trials, reported)
+        done: list[Any] = []  # workers that sent every result: their interpreter takes seconds to exit
         try:
             while todo or running:
                 while todo and len(running) < self.jobs:
@@ -408,10 +493,10 @@ class ProcessExecutor:
                         continue
                     index, output = payload
                     reported.add(index)
-                    if len(reported) == len(unit):
+                    if len(reported) == len(unit):  # its slot is free now: no waiting for its exit
                         del running[receiver]
                         receiver.close()
-                        process.join(timeout=5)
+                        done.append(process)
                     on_result(unit[index], output)
         finally:
             for receiver, (process, _, _) in running.items():  # interrupted, or a callback failed
@@ -421,6 +506,8 @@ class ProcessExecutor:
                 if process.is_alive():
                     process.kill()
                 receiver.close()
+            for process in done:
+                process.join(timeout=5)
 
     def _lost(self, receiver: Any, running: dict[Any, tuple[Any, list[Trial], set[int]]], runtime: Runtime,
               on_result: OnResult, why: str) -> None:

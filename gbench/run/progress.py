@@ -35,12 +35,19 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from gbench.suite import describe_budget
 
+if TYPE_CHECKING:
+    from gbench.run.executors import StepCost
+
 REDRAW_S = 0.5
 LOG_EVERY_S = 30.0
+# A variant with a target JSD (delta-gan): its final evaluation in mid-run ones. It also estimates the JSD
+# to its training law (a mixture with twice the components, so a slower fit) and that law's own JSD: the
+# final evaluation of a batched delta-gan group on ring8 took 2x (an earlier run) and 3.8x its mid-run pause.
+TARGET_FINAL = 3.0
 
 
 def duration(seconds: float) -> str:
@@ -112,6 +119,8 @@ class Progress:
     width: int | None = None  # None: the terminal's
     groups: dict[str, str] = field(default_factory=dict)  # trial id -> its variant label
     seconds: dict[str, float] = field(default_factory=dict)  # trial id -> its device-seconds budget, if any
+    costs: dict[str, StepCost] = field(default_factory=dict)  # trial id -> its configuration's G step, timed (:meth:`timed`)
+    finals: dict[str, float] = field(default_factory=dict)  # trial id -> its final evaluation in mid-run ones, if not 1
     _ended: list[_Ended] = field(default_factory=list)  # the trials finished in this process
     _running: dict[str, _Running] = field(default_factory=dict)
     _done_steps: int = 0
@@ -143,6 +152,12 @@ class Progress:
         width = self.width or shutil.get_terminal_size((80, 24)).columns
         return "\n".join(textwrap.wrap(text, max(40, width - 1), subsequent_indent="  ",
                                        break_on_hyphens=False, break_long_words=False))
+
+    def timed(self, trials: Sequence[Any], cost: StepCost) -> None:
+        """The G step of ``trials`` (objects with ``id``: one configuration) as the planning probe timed it
+        (``gbench.run.executors.time_step``)."""
+        for t in trials:
+            self.costs[t.id] = cost
 
     def step(self, trial_id: str, g_step: int) -> None:
         now = self.clock()
@@ -241,48 +256,75 @@ class Progress:
 
     def _tail(self, tid: str) -> float:
         """A trial's tail, the seconds between its last progress report and its finish (its final
-        evaluation, e.g. delta-gan's extra target estimates): the mean over its variant's finished trials;
-        else, if it evaluates at its end, its variant's evaluation pause; else the mean over all finished
-        trials; else everyone's evaluation pause (0 without a final evaluation)."""
-        group = self.groups.get(tid, "")
+        evaluation and its record): the mean over its variant's finished trials; else, if it evaluates at
+        its end, its variant's evaluation pause times its final evaluation's weight (``finals``: with
+        delta-gan's target estimates, ``TARGET_FINAL``); else the mean over all finished trials (in
+        proportion to the weights); else everyone's evaluation pause likewise (0 without a final evaluation)."""
+        group, weight = self.groups.get(tid, ""), self.finals.get(tid, 1.0)
         ends = self.evals.get(tid, ())
         final = bool(ends) and ends[-1] >= self.totals.get(tid, 0)
         for pick in (group, None):  # its variant first
-            tails = [e.at - e.run.last for e in self._ended if e.run.first and pick in (None, e.run.group)]
+            tails = [(e.at - e.run.last) * weight / self.finals.get(e.run.tid, 1.0) for e in self._ended
+                     if e.run.first and pick in (None, e.run.group)]
             if tails:
                 return sum(tails) / len(tails)
             runs = self._runs(pick)
             if final and any(r.with_evals for r in runs):
-                return self._pause(runs)
+                return self._pause(runs) * weight
         return 0.0
 
-    def _budget_wall(self, tid: str) -> float:
+    def _budget_walls(self, group: str | None) -> list[float]:
         """The wall seconds a ``device_seconds`` budget took finished trials (training start to last report)
-        of its variant, else of all; else the budget itself (device time is process time on a CPU: threads
-        and other load make it differ from wall time, which only a finished trial tells)."""
-        for pick in (self.groups.get(tid, ""), None):
-            walls = [e.run.last - e.run.training_since() for e in self._ended  # type: ignore[operator]
-                     if e.run.first and pick in (None, e.run.group) and self.seconds.get(e.run.tid)]
-            if walls:
-                return sum(walls) / len(walls)
-        return self.seconds[tid]
+        of ``group`` (a variant; None: all)."""
+        return [e.run.last - e.run.training_since() for e in self._ended  # type: ignore[operator]
+                if e.run.first and group in (None, e.run.group) and self.seconds.get(e.run.tid)]
+
+    def _budget_steps(self, tid: str) -> float | None:
+        """The G steps a ``device_seconds`` budget buys a trial at its probe's device seconds per G step (at
+        most its G-step cap); None unprobed."""
+        cost = self.costs.get(tid)
+        if cost is None or cost.device <= 0:
+            return None
+        return min(float(self.totals.get(tid, 0)), self.seconds[tid] * cost.size / cost.device)
+
+    def _budget_left(self, r: _Running) -> float | None:
+        """A running ``device_seconds`` trial's training seconds left at its last report: the wall seconds
+        finished trials of its variant took to spend the budget, less its training until then; else the
+        G steps its probe says the budget buys, at its own rate (device time is process time on a CPU:
+        threads and load make it differ from wall time, and a batched group of S seeds spends S x the
+        budget); else as finished trials of any variant; else the budget itself. None until it has reported."""
+        since = r.training_since()
+        if since is None:
+            return None
+        walls = self._budget_walls(r.group)
+        steps, v = self._budget_steps(r.tid), r.rate()
+        if not walls and steps is not None and v:
+            return max(0.0, (steps - r.step) / v)
+        walls = walls or self._budget_walls(None)
+        return max(0.0, (sum(walls) / len(walls) if walls else self.seconds[r.tid]) - (r.last - since))
 
     def _left_by_own_rate(self, r: _Running, now: float) -> float | None:
         """A running trial's time left from its own rate and evaluation pauses (theirs, else everyone's)."""
         v = r.rate()
         if self.seconds.get(r.tid):
-            since = r.training_since()
-            return None if since is None else max(0.0, self._budget_wall(r.tid) - (now - since)) + self._tail(r.tid)
+            training = self._budget_left(r)
+            return None if training is None else max(0.0, training + self._tail(r.tid) - (now - r.last))
         if not v:
             return None
         pause = self._pause([r]) if r.with_evals else self._pause(self._runs())
-        return max(0.0, (r.total - r.step) / v - (now - r.last)) + pause * r.evals_after(r.step) + self._tail(r.tid)
+        left = (r.total - r.step) / v + pause * r.evals_after(r.step) + self._tail(r.tid)
+        return max(0.0, left - (now - r.last))  # the time since its last report is spent on what was left then
 
     def _expected(self, tid: str) -> float | None:
         """A whole trial's expected wall time: finished trials of its group (variant), else running ones
-        of its group, else all finished trials, else all running ones; None with nothing measured."""
+        of its group, else its probe's G step cost (:meth:`_probed`), else all finished trials, else all
+        running ones; None with nothing measured."""
         group, total = self.groups.get(tid, ""), self.totals.get(tid, 0)
         for pick in (group, None):
+            if pick is None:
+                probed = self._probed(tid)
+                if probed is not None:
+                    return probed
             ended = [e for e in self._ended if (pick is None or e.run.group == pick) and not e.run.origin]
             if ended:
                 if self.seconds.get(tid):
@@ -290,6 +332,10 @@ class Progress:
                 return sum(e.at - e.run.started for e in ended) / sum(e.run.total for e in ended) * total
             runs = self._runs(pick)
             if self.seconds.get(tid):
+                steps = self._budget_steps(tid)
+                if runs and steps is not None:  # the G steps the budget buys, at its variant's rate
+                    v = sum(r.rate() for r in runs) / len(runs)  # type: ignore[misc]
+                    return steps / v + self._startup(runs) + self._tail(tid)
                 starts = [r.training_since() - r.started for r in self._running.values()  # type: ignore[operator]
                           if r.first and (pick is None or r.group == pick)]
                 if starts:
@@ -298,11 +344,36 @@ class Progress:
                     return self.seconds[tid] + self._tail(tid)
             elif runs:
                 v = sum(r.rate() for r in runs) / len(runs)  # type: ignore[misc]
-                startup = sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / r.rate())  # type: ignore[index,operator]
-                              for r in runs) / len(runs)
                 middle = sum(e < total for e in self.evals.get(tid, ()))
-                return total / v + startup + self._pause(runs) * middle + self._tail(tid)
+                return total / v + self._startup(runs) + self._pause(runs) * middle + self._tail(tid)
         return None
+
+    def _startup(self, runs: list[_Running]) -> float:
+        """Mean seconds from a trial's start to its first G step (building nets and data; measured runs)."""
+        return sum(max(0.0, r.first[0] - r.started - (r.first[1] - (r.origin or 0)) / r.rate())  # type: ignore[index,operator]
+                   for r in runs) / len(runs) if runs else 0.0
+
+    def _load(self) -> float | None:
+        """Wall seconds the trials take per device second their probes counted per G step: the mean over
+        the probed trials with a measured rate (the machine's load, jobs at once, threads); None before
+        one is measured."""
+        ratios = [1.0 / (r.rate() * self.costs[r.tid].device) for r in self._runs()  # type: ignore[operator]
+                  if r.tid in self.costs and self.costs[r.tid].device > 0]
+        return sum(ratios) / len(ratios) if ratios else None
+
+    def _probed(self, tid: str) -> float | None:
+        """A trial's wall time from its own probe (a variant none of whose trials has reported yet): its G
+        steps (under ``device_seconds``, those its budget buys) at its probe's device seconds per G step
+        times :meth:`_load`, with the measured trials' start-up and evaluation pauses and its tail."""
+        cost, load = self.costs.get(tid), self._load()
+        if cost is None or load is None:
+            return None
+        runs, total = self._runs(), self.totals.get(tid, 0)
+        if self.seconds.get(tid):
+            steps = self._budget_steps(tid)
+            return None if steps is None else steps * cost.device * load + self._startup(runs) + self._tail(tid)
+        middle = sum(e < total for e in self.evals.get(tid, ()))
+        return total * cost.device * load + self._startup(runs) + self._pause(runs) * middle + self._tail(tid)
 
     def status_line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
@@ -370,10 +441,15 @@ def finished_line(trial_id: str, result: dict[str, Any], g_steps: int | None, wa
 def progress_for(suite_name: str, trials: Sequence[Any], out: str, quiet: bool, resuming: bool = False,
                  stream: TextIO | None = None) -> Progress:
     """A :class:`Progress` for the runner's ``trials`` (objects with ``id`` and ``suite.budget``, ``suite.eval``)."""
+    from gbench.run.trial import build_variant
+
     evals = {t.id: tuple(sorted({max(1, round(a * t.suite.budget.g_steps)) for a in t.suite.eval.at})) for t in trials}
+    targets = {label for label, spec in {t.variant.label: t.variant for t in trials}.items()
+               if build_variant(spec).target_jsd is not None}
     return Progress(suite_name, {t.id: t.suite.budget.g_steps for t in trials}, out, quiet, evals=evals,
                     resuming=resuming, stream=stream or sys.stderr, groups={t.id: t.variant.label for t in trials},
-                    seconds={t.id: t.suite.budget.device_seconds for t in trials if t.suite.budget.device_seconds})
+                    seconds={t.id: t.suite.budget.device_seconds for t in trials if t.suite.budget.device_seconds},
+                    finals={t.id: TARGET_FINAL for t in trials if t.variant.label in targets})
 
 
 def budget_text(trials: Sequence[Any]) -> str:

@@ -182,11 +182,12 @@ def _run_locked(suite: Suite, out: Path, runtime: Runtime, resume: bool, quiet: 
             options = lambda trial: {"checkpoint_path": checkpoint_path(out, trial.id), "resume": resume}  # noqa: E731
             say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
             batched: list = []
-            if runtime.batch and isinstance(executor, ProcessExecutor):  # each group in a worker: groups share the pool
-                batched, todo = groups(todo, runtime, True, say)
-            elif runtime.batch:  # the seeds of each variant configuration as one batched group, in this process
-                todo = run_groups(todo, runtime, on_result, on_progress, getattr(executor, "threads", None), options,
-                                  isinstance(executor, LocalExecutor), say)
+            threads = getattr(executor, "threads", None)  # each configuration's G step is timed for the ETA
+            if isinstance(executor, ProcessExecutor) or not runtime.batch:  # groups (if any) in workers, sharing the pool
+                batched, todo = groups(todo, runtime, True, say, threads, shown.timed)
+            else:  # the seeds of each variant configuration as one batched group, in this process
+                todo = run_groups(todo, runtime, on_result, on_progress, threads, options,
+                                  isinstance(executor, LocalExecutor), say, shown.timed)
             executor.map_trials(todo, runtime, on_result, on_progress, options,
                                 **({"groups": batched} if batched else {}))
     finally:
