@@ -12,19 +12,31 @@
 
 ETA: each running trial's time left from its OWN training rate (G steps per second between reports
 without an evaluation), its own evaluation pauses (else everyone's) and the trial tail (the seconds
-between a trial's last report and its finish: its final evaluation); each waiting trial's whole wall
-time from the finished trials of its variant (wall time per G step), else the running ones of its
-variant (rate, start-up, pauses, tail), else all finished trials, else all running ones. The running
-trials' times left and then the waiting trials fill ``_parallel`` slots (the most trials seen running at
-once) in order, a trial starting on the first slot to free; the ETA is when the last slot frees. Under
-a ``device_seconds`` budget a trial ends at that much training time: its time left is the budget, in
-the wall seconds finished trials (of its variant first) took to spend it, else the budget itself, less
-its training time so far, plus the tail (on a CPU device time is process time, so a batched group of S
-seeds takes ~S x the budget in wall time: only a finished trial tells). The tests hold it within x1.5 of the truth after 10 % of
-a run on a fake clock (start-up, evaluation pauses and a slower final evaluation, one or several trials
-at a time, and a last variant three times slower); a variant slower than those seen so far cannot be
-foreseen before one of its trials reports. With ``resuming`` (``--resume``), a trial counts from its
-first reported step (it may have continued from a checkpoint).
+between a trial's last report and its finish: its final evaluation), less the time since its last
+report; each waiting trial's whole wall time from the finished trials of its variant (wall time per G
+step), else the running ones of its variant (rate, start-up, pauses, tail), else its probe (below),
+else all finished trials, else all running ones. The running trials' times left and then the waiting
+trials fill ``_parallel`` slots (the most trials seen running at once) in order, a trial starting on the
+first slot to free; the ETA is when the last slot frees.
+
+The probe: before training, the run times each variant configuration's G step in the unit it trains
+in (``gbench.run.executors.time_step``: a batched group or one trial, device seconds per G step, handed
+to :meth:`Progress.timed`). A variant none of whose trials has reported is timed on its own probe times
+the load (wall seconds per probed device second) measured on the trials that have, so a slower variant
+is foreseen before it starts. Under a ``device_seconds`` budget a trial ends at that much training time
+(on a CPU process time: a batched group of S seeds spends S x the budget, and load makes wall time
+longer): its G steps are the budget at its probe's device seconds per G step, at its own rate once
+measured; finished trials of its variant, when there are, give the wall seconds it took instead.
+
+The tail of a trial whose variant has no finished trial is its evaluation pause times its final
+evaluation's weight (``finals``; ``TARGET_FINAL`` for a variant with a target, whose final evaluation
+also estimates the JSD to its training law); before any evaluation has been seen (a first variant's
+first half; every ``device_seconds`` run until a trial finishes, as it evaluates at its end only) the
+evaluations cannot be counted. The tests hold the ETA within x1.5 of the truth after 10 % of a run on a
+fake clock (start-up, evaluation pauses and a slower final evaluation, one or several trials at a time,
+batched groups, a last variant three times slower with and without a probe, ``device_seconds`` budgets
+on a loaded CPU); ``benchmarks/eta.py`` measures it on real runs. With ``resuming`` (``--resume``), a
+trial counts from its first reported step (it may have continued from a checkpoint).
 
 Everything goes to ``stream`` (stderr), so the table on stdout stays clean; ``quiet`` prints nothing.
 """
