@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows: list[tuple[float, float | None, str]] = []  # (time, ETA, what happened) at each report
-    step, finished, timed = progress_module.Progress.step, progress_module.Progress.finished, progress_module.Progress.timed
+    Progress = progress_module.Progress
+    step, finished, timed = Progress.step, Progress.finished, Progress.timed
 
     shown: list[progress_module.Progress] = []
 

@@ -219,7 +219,8 @@ def test_ray_executor_with_tensorboard_writes_each_trials_event_directory(tmp_pa
         assert {"loss/d_loss", "loss/g_loss", "metrics/jsd_bits"} <= set(events.Tags()["scalars"]), r["trial_id"]
         assert [e.step for e in events.Scalars("metrics/jsd_bits")] == [15, 30]  # at 50 % and 100 %
         content = events.PluginTagToContent("hparams")
-        hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hp = start.session_start_info.hparams
         assert hp["label"].string_value == r["label"] and hp["seed"].number_value == r["seed"]
 
 

@@ -402,8 +402,9 @@ def die_with_parent(parent: int) -> None:
 def _worker(conn: Any, parent: int, trials: list[Trial], mode: str | None, runtime: Runtime, threads: int,
             jobs: int, options: Mapping[str, Any] | None) -> None:
     """One unit in a spawned worker: a trial (``mode`` None) or a batched group of trials trained
-    together (``mode`` "vmap"/"loop", :func:`gbench.run.trial.run_group`). Progress and then each
-    trial's output (with its index in ``trials``) go back through ``conn``."""
+    together (``mode`` "vmap"/"loop", :func:`gbench.run.trial.run_group`). Progress (the parent
+    reports step 0 itself, when it starts the worker) and then each trial's output (with its index in
+    ``trials``) go back through ``conn``."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     torch.set_num_threads(threads)
@@ -416,7 +417,6 @@ def _worker(conn: Any, parent: int, trials: list[Trial], mode: str | None, runti
             last = now
             conn.send(("progress", step))
 
-    conn.send(("progress", 0))
     try:
         if mode is None:
             outputs = [run_one(trials[0], runtime, threads=threads, executor="process", jobs=jobs,
@@ -471,6 +471,9 @@ class ProcessExecutor:
                     process.start()
                     sender.close()
                     running[receiver] = (process, unit, set())
+                    if on_progress:  # started: the ETA times the worker's spawn and imports too
+                        for trial in unit:
+                            on_progress(trial, 0)
                 for receiver in wait(list(running)):
                     process, unit, reported = running[receiver]
                     try:

@@ -131,7 +131,7 @@ class Progress:
     width: int | None = None  # None: the terminal's
     groups: dict[str, str] = field(default_factory=dict)  # trial id -> its variant label
     seconds: dict[str, float] = field(default_factory=dict)  # trial id -> its device-seconds budget, if any
-    costs: dict[str, StepCost] = field(default_factory=dict)  # trial id -> its configuration's G step, timed (:meth:`timed`)
+    costs: dict[str, StepCost] = field(default_factory=dict)  # trial id -> its configuration's timed G step (:meth:`timed`)
     finals: dict[str, float] = field(default_factory=dict)  # trial id -> its final evaluation in mid-run ones, if not 1
     _ended: list[_Ended] = field(default_factory=list)  # the trials finished in this process
     _running: dict[str, _Running] = field(default_factory=dict)
@@ -280,9 +280,9 @@ class Progress:
                      if e.run.first and pick in (None, e.run.group)]
             if tails:
                 return sum(tails) / len(tails)
-            runs = self._runs(pick)
-            if final and any(r.with_evals for r in runs):
-                return self._pause(runs) * weight
+            pause = self._pause(self._runs(pick)) if final else 0.0
+            if pause > 0:  # (0 also where a noisy rate left no pause: then everyone's)
+                return pause * weight
         return 0.0
 
     def _budget_walls(self, group: str | None) -> list[float]:
@@ -366,11 +366,12 @@ class Progress:
                    for r in runs) / len(runs) if runs else 0.0
 
     def _load(self) -> float | None:
-        """Wall seconds the trials take per device second their probes counted per G step: the mean over
-        the probed trials with a measured rate (the machine's load, jobs at once, threads); None before
-        one is measured."""
-        ratios = [1.0 / (r.rate() * self.costs[r.tid].device) for r in self._runs()  # type: ignore[operator]
-                  if r.tid in self.costs and self.costs[r.tid].device > 0]
+        """Wall seconds the trials take per device second their probes counted per G step (the machine's
+        load, jobs at once, threads): the mean over the running probed trials with a measured rate (the
+        load now), else over the finished ones; None before one is measured."""
+        probed = [r for r in self._runs() if r.tid in self.costs and self.costs[r.tid].device > 0]
+        runs = [r for r in probed if r.tid in self._running] or probed
+        ratios = [1.0 / (r.rate() * self.costs[r.tid].device) for r in runs]  # type: ignore[operator]
         return sum(ratios) / len(ratios) if ratios else None
 
     def _probed(self, tid: str) -> float | None:
