@@ -291,7 +291,7 @@ def time_step(trials: Sequence[Trial], runtime: Runtime, mode: str, threads: int
     device = torch.device(runtime.device)
     before = torch.get_num_threads()
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), _interrupts() as interrupted:
         try:
             if threads:
                 torch.set_num_threads(threads)
@@ -331,7 +331,9 @@ def time_step(trials: Sequence[Trial], runtime: Runtime, mode: str, threads: int
 
             warm = seconds(WARM_STEPS)
             cost = seconds(int(min(TIMED_STEPS[1], max(TIMED_STEPS[0], TIMED_S / max(warm, 1e-6)))))
-        except Exception:  # noqa: BLE001 - a configuration that cannot train fails in its trials, with its reason
+        except BaseException as exc:  # noqa: BLE001 - a configuration that cannot train fails in its trials, with its reason
+            if isinstance(exc, KeyboardInterrupt) and interrupted():
+                raise  # a real Ctrl-C stops the run; a variant's sys.exit() or stray KeyboardInterrupt does not
             return None
         finally:
             if torch.get_num_threads() != before:
