@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fake_clock import FakeClock
 
 from gbench.cli import cli
 from gbench.datasets.toy import ring8
@@ -232,14 +233,6 @@ def test_latex_report_is_booktabs_with_math_and_right_aligned_numbers(tiny: Path
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,9 @@ import pytest
 
 from gbench.run.executors import StepCost
 from gbench.run.progress import TARGET_FINAL, Progress
+from fake_clock import FakeClock
 
 OK = {"status": "ok", "metrics": {"jsd_bits": 0.1}}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass(frozen=True)
